@@ -1,0 +1,377 @@
+// The sandwich described in one YAML file: schema, cross-checks, and errors that name the YAML line.
+import { readFileSync } from 'node:fs';
+import { isIPv4, isIPv6 } from 'node:net';
+import { LineCounter, parseDocument, isNode } from 'yaml';
+import { z } from 'zod';
+
+const NAME_RE = /^[a-z][a-z0-9_-]{0,31}$/;
+// Linux interface names: at most 15 bytes; we accept a conservative subset, never shell metacharacters.
+const IFNAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
+const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
+
+const name = z.string().regex(NAME_RE, 'must be a name: lower-case letter, then up to 31 of a-z 0-9 _ -');
+const ifName = z.string().regex(IFNAME_RE, 'must be an interface name: 1-15 of A-Z a-z 0-9 _ . - (no spaces or shell metacharacters)');
+const ipv4 = z.string().refine((s) => isIPv4(s), 'must be an IPv4 address');
+const ipAddr = z.string().refine((s) => isIPv4(s) || isIPv6(s), 'must be an IPv4 or IPv6 address');
+const cidr = z.string().refine(isCidr, 'must be an address with a prefix length, e.g. 192.0.2.1/24');
+const prefix = z.string().refine((s) => s === 'default' || isCidr(s), 'must be a network prefix such as 203.0.113.0/24, or "default"');
+const mac = z.string().regex(MAC_RE, 'must be a MAC address like 02:00:00:00:f1:0e').transform((s) => s.toLowerCase());
+const ms = (min: number, max: number) => z.number().int().min(min).max(max);
+const table = z.number().int().min(1).max(0xfffffffe).refine((t) => t !== 253 && t !== 254 && t !== 255, 'must not be a reserved table (253 default, 254 main, 255 local)');
+const mark = z.number().int().min(1).max(0xffffffff);
+const hostname = z.string().regex(/^[A-Za-z0-9.-]{1,253}$/, 'must be an IP address or host name');
+
+export function isCidr(s: string): boolean {
+  const m = /^([^/]+)\/(\d{1,3})$/.exec(s);
+  if (!m) return false;
+  const [, addr, len] = m as unknown as [string, string, string];
+  const n = Number(len);
+  if (isIPv4(addr)) return n <= 32;
+  if (isIPv6(addr)) return n <= 128;
+  return false;
+}
+
+const ProbeSchema = z.strictObject({
+  /** Logical interface (a key of the node's `interfaces`) that faces the firewalls. */
+  interface: name,
+  /** Source address per firewall; probes from it are policy-routed through that firewall. */
+  sources: z.record(name, ipv4),
+  /** Routing table for firewall i (config order) is tableBase + i. */
+  tableBase: table.default(200),
+  /** Priority of the `from <source> lookup <table>` rules. */
+  rulePriority: z.number().int().min(1).max(32765).default(1000),
+});
+
+const NodeSchema = z.strictObject({
+  name,
+  role: z.enum(['ingress', 'egress']),
+  /** Logical name → Linux interface on this host, e.g. { client: eth0, firewall: eth1 }. */
+  interfaces: z.record(name, ifName).default({}),
+  probe: ProbeSchema.optional(),
+  /** Address other controllers use to reach this node (API, peer checks); informational for now. */
+  address: ipAddr.optional(),
+});
+
+const FirewallSchema = z.strictObject({
+  name,
+  ingressAddress: ipv4,
+  egressAddress: ipv4,
+  egressMac: mac,
+  weight: z.number().int().min(1).max(65535).default(100),
+  /** Connection mark the egress router gives flows that arrived from this firewall. */
+  mark,
+  /** Egress router's routing table for replies through this firewall. */
+  table,
+  /** Names of the checks that apply to this firewall (default: all). */
+  checks: z.array(name).optional(),
+});
+
+const CheckSchema = z.strictObject({
+  name,
+  kind: z.enum(['icmp', 'tcp', 'http']),
+  /** path: through the firewall to a target beyond it; leg: to the firewall's own address on the observer's side. */
+  scope: z.enum(['path', 'leg']),
+  /** Which nodes run it. */
+  from: z.enum(['ingress', 'egress']).default('ingress'),
+  /** Host for icmp/tcp path checks. */
+  target: hostname.optional(),
+  port: z.number().int().min(1).max(65535).optional(),
+  /** URL for http checks (path scope). For leg scope, only the path part is used against the firewall address. */
+  url: z.string().url('must be an http:// or https:// URL').refine((u) => /^https?:\/\//.test(u), 'must be an http:// or https:// URL').optional(),
+  expectStatus: z.array(z.number().int().min(100).max(599)).min(1).optional(),
+  bodyMatch: z.string().max(1024).refine(isRegex, 'must be a valid regular expression').optional(),
+  intervalMs: ms(50, 3_600_000).default(1000),
+  timeoutMs: ms(10, 600_000).default(800),
+  rise: z.number().int().min(1).max(100).default(3),
+  fall: z.number().int().min(1).max(100).default(3),
+  /** Random extra delay per run, as a fraction of intervalMs, so probes do not synchronise. */
+  jitter: z.number().min(0).max(0.5).default(0.1),
+});
+
+const GarpSchema = z.strictObject({
+  count: z.number().int().min(1).max(20).default(3),
+  /** Second burst this long after takeover (keepalived's garp_master_delay). 0 disables. */
+  repeatAfterMs: ms(0, 600_000).default(5000),
+  /** Periodic refresh while leader (keepalived's garp_master_refresh). 0 disables. */
+  refreshIntervalMs: ms(0, 3_600_000).default(60_000),
+});
+
+const VipGroupSchema = z.strictObject({
+  name,
+  role: z.enum(['ingress', 'egress']),
+  addresses: z.array(z.strictObject({ address: cidr, interface: name })).min(1),
+  garp: GarpSchema.default({ count: 3, repeatAfterMs: 5000, refreshIntervalMs: 60_000 }),
+});
+
+const ServiceSchema = z.strictObject({
+  name,
+  fwmark: mark,
+  scheduler: z.enum(['sh', 'mh']).default('sh'),
+  /** Table holding `local 0/0 dev lo` for marked packets (the seed's table 100). */
+  localTable: table.default(100),
+  rulePriority: z.number().int().min(1).max(32765).default(100),
+});
+
+const EgressSchema = z.strictObject({
+  /** Logical interface facing the firewalls (next hops live there). */
+  firewallInterface: name.default('firewall'),
+  /** Logical interface facing the servers: the fwmark rules only match packets arriving here. */
+  serverInterface: name.default('server'),
+  /** Destinations put in every per-firewall table (the routes back towards the clients). */
+  routes: z.array(prefix).min(1).default(['default']),
+  rulePriority: z.number().int().min(1).max(32765).default(500),
+  /** Delete conntrack entries carrying a dead firewall's mark when its table is re-pointed. */
+  flushConntrack: z.boolean().default(true),
+});
+
+const StoreSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('memory') }),
+  z.strictObject({
+    kind: z.literal('etcd'),
+    endpoints: z.array(z.string().regex(/^https?:\/\/[A-Za-z0-9.:[\]-]+$/, 'must be an http(s)://host:port endpoint')).min(1),
+    prefix: z.string().regex(/^\/[A-Za-z0-9_./-]*$/, 'must be a key prefix starting with /').optional(),
+    callTimeoutMs: ms(10, 60_000).default(1000),
+    leaseTtlS: z.number().int().min(1).max(3600).default(2),
+    auth: z.strictObject({ username: z.string().min(1), passwordFile: z.string().min(1) }).optional(),
+    tls: z.strictObject({ caFile: z.string().min(1), certFile: z.string().min(1).optional(), keyFile: z.string().min(1).optional() }).optional(),
+  }),
+]);
+
+const TimingSchema = z.strictObject({
+  /** How often the leader re-decides even without a change. */
+  decideIntervalMs: ms(50, 600_000).default(500),
+  /** How often every node re-reads its kernel and corrects drift. */
+  reconcileIntervalMs: ms(100, 600_000).default(2000),
+  /** Failback waits this long after a firewall is healthy again. */
+  holdDownMs: ms(0, 3_600_000).default(10_000),
+  /** Observations not refreshed for this long are ignored. */
+  observationStaleMs: ms(100, 3_600_000).default(15_000),
+  /** Deadline for one kernel command. */
+  commandTimeoutMs: ms(100, 120_000).default(5000),
+});
+
+const PolicySchema = z.strictObject({
+  /** fail-open: never take the last firewall(s) out of service; fail-closed: all may go. */
+  allDown: z.enum(['fail-open', 'fail-closed']).default('fail-open'),
+  /** quiesce: a down firewall gets weight 0 (service uses sh/mh-fallback, order and mapping kept);
+   *  remove: its real server is deleted (connections expired; re-add goes to the end of the list). */
+  downAction: z.enum(['quiesce', 'remove']).default('quiesce'),
+  /** Ignore an observer that sees every firewall down on a check that another observer sees up. */
+  discountBrokenObserver: z.boolean().default(true),
+});
+
+const EventsSchema = z.strictObject({
+  file: z.string().min(1).default('/var/log/sandwich/events.log'),
+  maxSizeBytes: z.number().int().min(4096).default(10 * 1024 * 1024),
+  maxFiles: z.number().int().min(1).max(100).default(5),
+});
+
+const SysctlSchema = z.strictObject({
+  expireNodestConn: z.boolean().default(true),
+  expireQuiescentTemplate: z.boolean().default(true),
+  sloppyTcp: z.boolean().default(true),
+});
+
+const ConfigObject = z.strictObject({
+  cluster: name,
+  store: StoreSchema.default({ kind: 'memory' }),
+  timing: TimingSchema.default(TimingSchema.parse({})),
+  policy: PolicySchema.default(PolicySchema.parse({})),
+  nodes: z.array(NodeSchema).min(1),
+  firewalls: z.array(FirewallSchema).min(1),
+  checks: z.array(CheckSchema).min(1),
+  services: z.array(ServiceSchema).default([]),
+  ipvsSysctls: SysctlSchema.default(SysctlSchema.parse({})),
+  vipGroups: z.array(VipGroupSchema).default([]),
+  egress: EgressSchema.default(EgressSchema.parse({})),
+  events: EventsSchema.default(EventsSchema.parse({})),
+  /** Where the daemon keeps its status file. */
+  runtimeDir: z.string().min(1).default('/run/sandwich'),
+});
+
+export const ConfigSchema = ConfigObject.superRefine(crossCheck);
+
+export type Config = z.infer<typeof ConfigSchema>;
+export type NodeConfig = Config['nodes'][number];
+export type FirewallConfig = Config['firewalls'][number];
+export type CheckConfig = Config['checks'][number];
+export type ServiceConfig = Config['services'][number];
+export type VipGroupConfig = Config['vipGroups'][number];
+export type Role = NodeConfig['role'];
+
+function isRegex(s: string): boolean {
+  try {
+    new RegExp(s);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function crossCheck(c: z.infer<typeof ConfigObject>, ctx: z.RefinementCtx): void {
+  const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
+  const dup = <T>(items: T[], key: (t: T) => string | number, path: (i: number) => (string | number)[], what: string) => {
+    const seen = new Map<string | number, number>();
+    items.forEach((it, i) => {
+      const k = key(it);
+      const prev = seen.get(k);
+      if (prev !== undefined) issue(path(i), `duplicate ${what} "${k}" (also at index ${prev})`);
+      else seen.set(k, i);
+    });
+  };
+  dup(c.nodes, (n) => n.name, (i) => ['nodes', i, 'name'], 'node name');
+  dup(c.firewalls, (f) => f.name, (i) => ['firewalls', i, 'name'], 'firewall name');
+  dup(c.firewalls, (f) => f.ingressAddress, (i) => ['firewalls', i, 'ingressAddress'], 'firewall address');
+  dup(c.firewalls, (f) => f.egressAddress, (i) => ['firewalls', i, 'egressAddress'], 'firewall address');
+  dup(c.firewalls, (f) => f.egressMac, (i) => ['firewalls', i, 'egressMac'], 'MAC');
+  dup(c.firewalls, (f) => f.mark, (i) => ['firewalls', i, 'mark'], 'mark');
+  dup(c.firewalls, (f) => f.table, (i) => ['firewalls', i, 'table'], 'table');
+  dup(c.checks, (k) => k.name, (i) => ['checks', i, 'name'], 'check name');
+  dup(c.services, (s) => s.name, (i) => ['services', i, 'name'], 'service name');
+  dup(c.services, (s) => s.fwmark, (i) => ['services', i, 'fwmark'], 'fwmark');
+  dup(c.vipGroups, (v) => v.name, (i) => ['vipGroups', i, 'name'], 'VIP group name');
+  dup(c.vipGroups.flatMap((v) => v.addresses.map((a) => a.address.split('/')[0] ?? '')), (a) => a, () => ['vipGroups'], 'VIP address');
+
+  const fwNames = new Set(c.firewalls.map((f) => f.name));
+  const checkNames = new Set(c.checks.map((k) => k.name));
+  c.firewalls.forEach((f, i) => (f.checks ?? []).forEach((k, j) => {
+    if (!checkNames.has(k)) issue(['firewalls', i, 'checks', j], `unknown check "${k}"`);
+  }));
+
+  c.checks.forEach((k, i) => {
+    const p = (f: string) => ['checks', i, f];
+    if (k.timeoutMs >= k.intervalMs) issue(p('timeoutMs'), `timeoutMs (${k.timeoutMs}) must be less than intervalMs (${k.intervalMs})`);
+    if (k.kind === 'http' && !k.url) issue(p('url'), 'http checks need a url');
+    if (k.kind !== 'http' && (k.url || k.expectStatus || k.bodyMatch)) issue(p('kind'), `url, expectStatus and bodyMatch are for http checks, not ${k.kind}`);
+    if (k.kind === 'tcp' && !k.port) issue(p('port'), 'tcp checks need a port');
+    if (k.scope === 'path' && k.kind !== 'http' && !k.target) issue(p('target'), 'path checks need a target beyond the firewalls');
+    if (k.scope === 'leg' && k.target) issue(p('target'), 'leg checks target the firewall itself; remove target');
+    if (c.timing.observationStaleMs < 2 * (k.intervalMs + k.timeoutMs))
+      issue(['timing', 'observationStaleMs'], `observationStaleMs (${c.timing.observationStaleMs}) must be at least 2 × (intervalMs + timeoutMs) of check "${k.name}" (${2 * (k.intervalMs + k.timeoutMs)})`);
+  });
+
+  const usedTables = new Map<number, string>();
+  c.firewalls.forEach((f) => usedTables.set(f.table, `firewall ${f.name}'s egress table`));
+  c.services.forEach((s) => usedTables.set(s.localTable, `service ${s.name}'s local table`));
+
+  c.nodes.forEach((n, i) => {
+    const needsProbe = c.checks.some((k) => k.from === n.role);
+    if (!needsProbe) return;
+    if (!n.probe) {
+      issue(['nodes', i, 'probe'], `node "${n.name}" runs ${n.role} checks and needs probe: { interface, sources }`);
+      return;
+    }
+    if (!(n.probe.interface in n.interfaces)) issue(['nodes', i, 'probe', 'interface'], `"${n.probe.interface}" is not one of this node's interfaces (${Object.keys(n.interfaces).join(', ') || 'none'})`);
+    for (const f of c.firewalls) {
+      if (!(f.name in n.probe.sources)) issue(['nodes', i, 'probe', 'sources'], `missing source address for firewall "${f.name}"`);
+    }
+    for (const k of Object.keys(n.probe.sources)) {
+      if (!fwNames.has(k)) issue(['nodes', i, 'probe', 'sources', k], `unknown firewall "${k}"`);
+    }
+    dup(Object.entries(n.probe.sources), ([, a]) => a, () => ['nodes', i, 'probe', 'sources'], 'probe source address');
+    c.firewalls.forEach((f, j) => {
+      const t = n.probe!.tableBase + j;
+      const other = usedTables.get(t);
+      if (other && n.role === 'egress' && other.startsWith('firewall')) issue(['nodes', i, 'probe', 'tableBase'], `probe table ${t} for ${f.name} collides with ${other}`);
+      if (other && n.role === 'ingress' && other.startsWith('service')) issue(['nodes', i, 'probe', 'tableBase'], `probe table ${t} for ${f.name} collides with ${other}`);
+    });
+  });
+
+  c.vipGroups.forEach((g, i) => {
+    const holders = c.nodes.filter((n) => n.role === g.role);
+    if (holders.length === 0) issue(['vipGroups', i, 'role'], `no ${g.role} node can hold VIP group "${g.name}"`);
+    g.addresses.forEach((a, j) => holders.forEach((n) => {
+      if (!(a.interface in n.interfaces)) issue(['vipGroups', i, 'addresses', j, 'interface'], `node "${n.name}" has no interface "${a.interface}"`);
+    }));
+  });
+  for (const n of c.nodes.filter((x) => x.role === 'egress')) {
+    const i = c.nodes.indexOf(n);
+    for (const key of ['firewallInterface', 'serverInterface'] as const) {
+      if (!(c.egress[key] in n.interfaces)) issue(['nodes', i, 'interfaces'], `egress node "${n.name}" needs interface "${c.egress[key]}" (egress.${key})`);
+    }
+  }
+  if (c.services.length > 0 && !c.nodes.some((n) => n.role === 'ingress')) issue(['services'], 'services are set up on ingress nodes, and there is none');
+}
+
+export interface ConfigIssue {
+  path: string;
+  message: string;
+  line?: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly file: string, readonly issues: ConfigIssue[]) {
+    super(`${file}: ${issues.length} error${issues.length === 1 ? '' : 's'}\n` + issues.map((i) => `  ${formatIssue(i)}`).join('\n'));
+    this.name = 'ConfigError';
+  }
+}
+
+export function formatIssue(i: ConfigIssue): string {
+  return `${i.path || '(top)'}: ${i.message}${i.line ? ` (line ${i.line})` : ''}`;
+}
+
+/** Parse and validate YAML text; throws ConfigError listing every problem. */
+export function parseConfig(text: string, file = '<config>'): Config {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(file, doc.errors.map((e) => ({ path: '', message: e.message.split('\n')[0] ?? e.message, line: lc.linePos(e.pos[0]).line })));
+  }
+  const raw: unknown = doc.toJS();
+  const result = ConfigSchema.safeParse(raw ?? {});
+  if (result.success) return result.data;
+  const issues = result.error.issues.map((iss) => {
+    const path = iss.path.map(String);
+    const keys = 'keys' in iss && Array.isArray(iss.keys) ? iss.keys as string[] : [];
+    const full = keys.length ? [...path, keys[0]!] : path;
+    return { path: path.join('.'), message: iss.message, line: lineOf(doc, lc, full) };
+  });
+  throw new ConfigError(file, issues);
+}
+
+export function loadConfig(file: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(file, [{ path: '', message: `cannot read: ${(e as NodeJS.ErrnoException).code ?? String(e)}` }]);
+  }
+  return parseConfig(text, file);
+}
+
+function lineOf(doc: ReturnType<typeof parseDocument>, lc: LineCounter, path: string[]): number | undefined {
+  for (let n = path.length; n >= 0; n--) {
+    const keyPath = path.slice(0, n).map((p) => (/^\d+$/.test(p) ? Number(p) : p));
+    const node = n === 0 ? doc.contents : doc.getIn(keyPath, true);
+    if (isNode(node) && node.range) return lc.linePos(node.range[0]).line;
+    // Unknown keys: find the key node itself in its parent map.
+    if (n === path.length && n > 0) {
+      const parent = doc.getIn(keyPath.slice(0, -1), true) as { items?: { key?: { value?: unknown; range?: [number, number, number] } }[] } | undefined;
+      const item = parent?.items?.find((it) => it.key?.value === keyPath[keyPath.length - 1]);
+      if (item?.key?.range) return lc.linePos(item.key.range[0]).line;
+    }
+  }
+  return undefined;
+}
+
+/** JSON Schema for editors (yaml-language-server). */
+export function configJsonSchema(): unknown {
+  return z.toJSONSchema(ConfigSchema, { io: 'input', unrepresentable: 'any' });
+}
+
+// --- derived helpers used across the code base ---
+
+export function nodeByName(c: Config, node: string): NodeConfig {
+  const n = c.nodes.find((x) => x.name === node);
+  if (!n) throw new ConfigError('<args>', [{ path: 'node', message: `unknown node "${node}" (known: ${c.nodes.map((x) => x.name).join(', ')})` }]);
+  return n;
+}
+
+export function checksFor(c: Config, fw: FirewallConfig): CheckConfig[] {
+  return fw.checks ? c.checks.filter((k) => fw.checks!.includes(k.name)) : c.checks;
+}
+
+/** Probe routing table for firewall index i on a node. */
+export function probeTable(n: NodeConfig, fwIndex: number): number {
+  return (n.probe?.tableBase ?? 200) + fwIndex;
+}

@@ -1,0 +1,127 @@
+// The one way this program runs external commands: execFile (no shell), a deadline, typed errors.
+import { execFile } from 'node:child_process';
+
+export interface CommandResult {
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly durationMs: number;
+}
+
+export interface RunOptions {
+  /** Deadline in ms; defaults to the runner's. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** Data written to the command's standard input (e.g. `ipvsadm -R`, `nft -f -`). */
+  input?: string;
+}
+
+export interface CommandRunner {
+  run(file: string, args: readonly string[], opts?: RunOptions): Promise<CommandResult>;
+}
+
+export class CommandError extends Error {
+  constructor(
+    readonly file: string,
+    readonly args: readonly string[],
+    message: string,
+    readonly exitCode: number | null,
+    readonly stderr: string,
+  ) {
+    super(message);
+    this.name = 'CommandError';
+  }
+}
+/** The command ran and exited non-zero. */
+export class CommandFailedError extends CommandError {
+  override name = 'CommandFailedError';
+}
+/** The command did not finish within its deadline (or was aborted). */
+export class CommandTimeoutError extends CommandError {
+  override name = 'CommandTimeoutError';
+}
+/** The program is not installed or not executable. */
+export class CommandNotFoundError extends CommandError {
+  override name = 'CommandNotFoundError';
+}
+
+export function formatCommand(file: string, args: readonly string[]): string {
+  return [file, ...args].map((a) => (/^[A-Za-z0-9_./:=@%+,-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+}
+
+export class ExecRunner implements CommandRunner {
+  constructor(private readonly defaultTimeoutMs = 5000, private readonly env: NodeJS.ProcessEnv = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' }) {}
+
+  run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<CommandResult> {
+    const timeout = opts.timeoutMs ?? this.defaultTimeoutMs;
+    const started = performance.now();
+    const cmd = formatCommand(file, args);
+    return new Promise((resolve, reject) => {
+      const child = execFile(
+        file,
+        args as string[],
+        { timeout, killSignal: 'SIGKILL', signal: opts.signal, maxBuffer: 64 * 1024 * 1024, env: this.env, shell: false, windowsHide: true },
+        (err, stdout, stderr) => {
+          const durationMs = performance.now() - started;
+          if (!err) return resolve({ stdout, stderr, durationMs });
+          const e = err as NodeJS.ErrnoException & { killed?: boolean; code?: string | number; signal?: string };
+          const tail = stderr.trim().split('\n').slice(-3).join(' | ');
+          if (e.code === 'ENOENT') return reject(new CommandNotFoundError(file, args, `${file}: not installed (ENOENT)`, null, stderr));
+          if (e.code === 'ABORT_ERR' || e.name === 'AbortError') return reject(new CommandTimeoutError(file, args, `${cmd}: aborted`, null, stderr));
+          if (e.killed || e.signal === 'SIGKILL') return reject(new CommandTimeoutError(file, args, `${cmd}: no answer within ${timeout} ms`, null, stderr));
+          const code = typeof e.code === 'number' ? e.code : null;
+          reject(new CommandFailedError(file, args, `${cmd}: exit ${code ?? e.code}${tail ? `: ${tail}` : ''}`, code, stderr));
+        },
+      );
+      if (opts.input !== undefined) child.stdin?.end(opts.input);
+      else child.stdin?.end();
+    });
+  }
+}
+
+export interface RecordedCall {
+  readonly file: string;
+  readonly args: readonly string[];
+  readonly input?: string;
+}
+
+/** A runner for unit tests: records every call and answers from a handler. */
+export class FakeRunner implements CommandRunner {
+  readonly calls: RecordedCall[] = [];
+  constructor(private handler: (call: RecordedCall) => string | Error | Promise<string | Error> = () => '') {}
+
+  setHandler(h: (call: RecordedCall) => string | Error | Promise<string | Error>): void {
+    this.handler = h;
+  }
+
+  async run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<CommandResult> {
+    const call: RecordedCall = opts.input === undefined ? { file, args: [...args] } : { file, args: [...args], input: opts.input };
+    this.calls.push(call);
+    const out = await this.handler(call);
+    if (out instanceof Error) throw out;
+    return { stdout: out, stderr: '', durationMs: 0 };
+  }
+
+  /** The recorded calls as shell-like lines, for readable assertions. */
+  lines(): string[] {
+    return this.calls.map((c) => formatCommand(c.file, c.args));
+  }
+}
+
+/** Runs every command inside a network namespace (`ip netns exec NS …`); used by the lab and tests. */
+export class NetnsRunner implements CommandRunner {
+  constructor(private readonly inner: CommandRunner, readonly netns: string) {}
+  run(file: string, args: readonly string[], opts?: RunOptions): Promise<CommandResult> {
+    return this.inner.run('ip', ['netns', 'exec', this.netns, file, ...args], opts);
+  }
+}
+
+/** Prints commands instead of running them (`sandwich plan`); reads go to the real runner. */
+export class PlanRunner implements CommandRunner {
+  readonly planned: string[] = [];
+  constructor(private readonly reader: CommandRunner, private readonly isRead: (file: string, args: readonly string[]) => boolean) {}
+  async run(file: string, args: readonly string[], opts?: RunOptions): Promise<CommandResult> {
+    if (this.isRead(file, args)) return this.reader.run(file, args, opts);
+    this.planned.push(formatCommand(file, args) + (opts?.input ? ` <<'EOF'\n${opts.input.trimEnd()}\nEOF` : ''));
+    return { stdout: '', stderr: '', durationMs: 0 };
+  }
+}

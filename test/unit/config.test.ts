@@ -1,0 +1,51 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConfigError, parseConfig } from '../../controller/config';
+
+const example = readFileSync(join(__dirname, '../../deploy/config.example.yaml'), 'utf8');
+
+function errorsOf(text: string): string[] {
+  try {
+    parseConfig(text, 't.yaml');
+  } catch (e) {
+    if (e instanceof ConfigError) return e.issues.map((i) => `${i.path}: ${i.message}${i.line ? ` @${i.line}` : ''}`);
+    throw e;
+  }
+  return [];
+}
+
+describe('config', () => {
+  it('accepts the example config of the seed sandwich and fills defaults', () => {
+    const c = parseConfig(example);
+    expect(c.nodes.map((n) => `${n.name}:${n.role}`)).toEqual(['lb1:ingress', 'lb2:ingress', 'er1:egress']);
+    expect(c.firewalls.map((f) => f.weight)).toEqual([100, 100]);
+    expect(c.policy.allDown).toBe('fail-open');
+    expect(c.vipGroups[0]?.garp.count).toBe(3);
+  });
+
+  it('names every error with its path and YAML line', () => {
+    const bad = example
+      .replace('interfaces: { client: eth0, firewall: eth1 }', 'interfaces: { client: "eth0;reboot", firewall: eth1 }')
+      .replace('ingressAddress: 10.1.0.12', 'ingressAddress: 10.1.0.300')
+      .replace('cluster: seed', 'cluster: seed\nbogus: 1');
+    const errs = errorsOf(bad);
+    expect(errs).toEqual(expect.arrayContaining([
+      expect.stringMatching(/^nodes\.0\.interfaces\.client: must be an interface name.*@\d+$/),
+      expect.stringMatching(/^firewalls\.1\.ingressAddress: must be an IPv4 address @\d+$/),
+      expect.stringMatching(new RegExp(`Unrecognized key: "bogus" @${bad.split('\n').indexOf('bogus: 1') + 1}$`)),
+    ]));
+  });
+
+  it('rejects duplicates and impossible timings', () => {
+    const bad = example
+      .replace('name: fw2, ingressAddress', 'name: fw1, ingressAddress')
+      .replace('intervalMs: 1000, timeoutMs: 800, rise: 3', 'intervalMs: 500, timeoutMs: 800, rise: 3');
+    const errs = errorsOf(bad);
+    expect(errs.some((e) => /duplicate firewall name "fw1"/.test(e))).toBe(true);
+    expect(errs.some((e) => /timeoutMs \(800\) must be less than intervalMs \(500\)/.test(e))).toBe(true);
+  });
+
+  it('reports YAML syntax errors with a line', () => {
+    expect(errorsOf('cluster: x\nnodes: [\n')[0]).toMatch(/@[23]$/);
+  });
+});
