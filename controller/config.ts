@@ -146,6 +146,8 @@ const TimingSchema = z.strictObject({
   holdDownMs: ms(0, 3_600_000).default(10_000),
   /** Observations not refreshed for this long are ignored. */
   observationStaleMs: ms(100, 3_600_000).default(15_000),
+  /** Other nodes let a switchover's target campaign alone for this long. */
+  switchoverTimeoutMs: ms(100, 600_000).default(5000),
   /** Deadline for one kernel command. */
   commandTimeoutMs: ms(100, 120_000).default(5000),
 });
@@ -161,6 +163,7 @@ const PolicySchema = z.strictObject({
 });
 
 const EventsSchema = z.strictObject({
+  /** JSON-lines event log; "{node}" is replaced by the node's name (several nodes on one host). */
   file: z.string().min(1).default('/var/log/sandwich/events.log'),
   maxSizeBytes: z.number().int().min(4096).default(10 * 1024 * 1024),
   maxFiles: z.number().int().min(1).max(100).default(5),
@@ -374,4 +377,14 @@ export function checksFor(c: Config, fw: FirewallConfig): CheckConfig[] {
 /** Probe routing table for firewall index i on a node. */
 export function probeTable(n: NodeConfig, fwIndex: number): number {
   return (n.probe?.tableBase ?? 200) + fwIndex;
+}
+
+/** The event log file of one node. */
+export function eventLogPath(c: Config, node: string): string {
+  return c.events.file.replaceAll('{node}', node);
+}
+
+/** Every node's event log file (one path unless events.file contains "{node}"). */
+export function eventLogPaths(c: Config): string[] {
+  return [...new Set(c.nodes.map((n) => eventLogPath(c, n.name)))];
 }

@@ -1,0 +1,72 @@
+// Wiring for `sandwich run` and `sandwich plan`: store, runner, probes, actuator, events, signals.
+import { ProbeEngine } from '../checks/engine';
+import { Actuator } from '../failover/actuator';
+import { ExecRunner } from '../failover/runner';
+import { eventLogPath, nodeByName, type Config } from './config';
+import { EtcdStore } from './etcd-store';
+import { createEventLog } from './events';
+import { MemoryStore } from './memory-store';
+import { NodeController } from './node';
+import type { CoordinationStore } from './store';
+
+export async function openStore(config: Config): Promise<CoordinationStore> {
+  if (config.store.kind === 'memory') return new MemoryStore();
+  return EtcdStore.fromConfig(config);
+}
+
+/** Runs until SIGTERM/SIGINT; returns the process exit code. Events are flushed before it returns. */
+export async function runDaemon(config: Config, nodeName: string): Promise<number> {
+  nodeByName(config, nodeName);
+  const events = createEventLog({
+    file: eventLogPath(config, nodeName),
+    maxSizeBytes: config.events.maxSizeBytes,
+    maxFiles: config.events.maxFiles,
+    stdout: process.env.SANDWICH_EVENTS_STDOUT === '1',
+  });
+  const runner = new ExecRunner(config.timing.commandTimeoutMs);
+  const store = await openStore(config);
+  let node: NodeController | undefined;
+  const actuator = new Actuator(config, nodeName, runner, { canAnnounce: () => node?.canAnnounce() ?? false });
+  node = new NodeController({
+    config, node: nodeName, store, events,
+    actuator: { reconcile: (d, o) => actuator.reconcile(d, o), releaseVips: () => actuator.release() },
+    prober: (onObservation) => new ProbeEngine({ config, node: nodeName, onObservation }),
+  });
+
+  let code = 0;
+  const stopped = new Promise<string>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('uncaughtException', (e) => {
+      events.emit({ event: 'error', level: 'error', node: nodeName, reason: `internal error: ${e.stack ?? e.message}` });
+      code = 70;
+      resolve('internal error');
+    });
+  });
+  try {
+    await node.start();
+    const why = await stopped;
+    await node.stop(why);
+  } finally {
+    await store.close().catch(() => undefined);
+    await events.close();
+  }
+  return code;
+}
+
+/** The commands reconcile would run now on this node (reads are real, writes are printed). */
+export async function planNode(config: Config, nodeName: string, opts: { leader: boolean }): Promise<string[]> {
+  nodeByName(config, nodeName);
+  const runner = new ExecRunner(config.timing.commandTimeoutMs);
+  let desired = null;
+  if (config.store.kind === 'etcd') {
+    const store = await openStore(config);
+    try {
+      desired = (await store.getDesired())?.value ?? null;
+    } finally {
+      await store.close();
+    }
+  }
+  const actuator = new Actuator(config, nodeName, runner, { canAnnounce: () => false });
+  return actuator.plan(desired, { holdsVips: opts.leader });
+}

@@ -1,0 +1,360 @@
+// One controller per host: observe (probes) → decide (leader only, pure decide()) → act (every node reconciles its kernel).
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Config, NodeConfig, Role } from './config';
+import { decide } from './decide';
+import type { EventLog } from './events';
+import type { CoordinationStore, Leadership, NodeStatus } from './store';
+import { targetProblem } from './switchover';
+import type { Desired, Observation } from './types';
+
+export type Lifecycle = 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED';
+
+/** What the loop needs from failover/ (the Actuator implements it). */
+export interface NodeActuator {
+  reconcile(desired: Desired | null, opts: { holdsVips: boolean }): Promise<ActResult>;
+  /** Remove the VIP group's addresses at once (fencing, shutdown); nothing else changes. */
+  releaseVips(): Promise<void>;
+}
+
+export interface ActResult {
+  readonly results: readonly { driver: string; differences: readonly string[]; commands: readonly string[]; durationMs: number }[];
+  readonly applied: unknown;
+}
+
+/** What the loop needs from checks/ (the ProbeEngine implements it). */
+export interface Prober {
+  start(): void;
+  stop(): Promise<void>;
+  snapshot(): Observation[];
+}
+
+export interface NodeDeps {
+  config: Config;
+  node: string;
+  store: CoordinationStore;
+  actuator: NodeActuator;
+  /** Built with a callback into the node: see `onObservation`. */
+  prober: (onObservation: (o: Observation, changed: boolean) => void) => Prober;
+  events: EventLog;
+  now?: () => number;
+  /** Monotonic clock in ms (performance.now()). */
+  mono?: () => number;
+  /** Write a status file in config.runtimeDir (off in unit tests). */
+  statusFile?: boolean;
+}
+
+export class NodeController {
+  readonly config: Config;
+  readonly self: NodeConfig;
+  private lifecycle: Lifecycle = 'STARTING';
+  private leadership: Leadership | null = null;
+  private holdsVips = false;
+  private desired: { value: Desired; version: number } | null = null;
+  private appliedRevision: number | null = null;
+  private lastApplied: unknown = null;
+  private lastDrift: string[] = [];
+  private prober!: Prober;
+  private timers: NodeJS.Timeout[] = [];
+  private unwatch: (() => void) | null = null;
+  private reconcileRunning: Promise<void> | null = null;
+  private reconcileAgain = false;
+  private lastPublished = new Map<string, number>();
+  private readonly now: () => number;
+  private readonly mono: () => number;
+  private stopping = false;
+
+  constructor(private readonly deps: NodeDeps) {
+    this.config = deps.config;
+    const self = deps.config.nodes.find((n) => n.name === deps.node);
+    if (!self) throw new Error(`node "${deps.node}" is not in the config (known: ${deps.config.nodes.map((n) => n.name).join(', ')})`);
+    this.self = self;
+    this.now = deps.now ?? Date.now;
+    this.mono = deps.mono ?? (() => performance.now());
+  }
+
+  get role(): Role {
+    return this.self.role;
+  }
+  get state(): Lifecycle {
+    return this.lifecycle;
+  }
+  get isLeader(): boolean {
+    return this.leadership !== null && this.mono() < this.leadership.validUntil();
+  }
+  /** True while the VIP group may be announced: leadership provable right now. */
+  canAnnounce = (): boolean => this.isLeader && !this.stopping;
+
+  private emit(e: Parameters<EventLog['emit']>[0]): void {
+    this.deps.events.emit(e);
+  }
+
+  async start(): Promise<void> {
+    const c = this.config;
+    this.emit({ event: 'lifecycle', node: this.self.name, reason: `${this.self.name} starting as ${this.role} node (store ${c.store.kind})` });
+    this.prober = this.deps.prober((o, changed) => this.onObservation(o, changed));
+    this.unwatch = this.deps.store.watch((e) => {
+      if (e === 'desired') void this.refreshDesired().then(() => this.requestReconcile());
+      if (e === 'observations' || e === 'drains' || e === 'maintenance') void this.decideNow();
+      if (e === 'switchover') void this.tick();
+    });
+    await this.refreshDesired().catch((e) => this.storeTrouble('read desired', e));
+    this.prober.start();
+    this.lifecycle = 'RUNNING';
+    this.every(c.timing.decideIntervalMs, () => this.tick());
+    this.every(c.timing.reconcileIntervalMs, () => this.requestReconcile());
+    this.every(Math.max(50, Math.floor(c.timing.observationStaleMs / 4)), () => this.refreshObservations());
+    this.every(100, () => this.fenceCheck());
+    await this.tick();
+    await this.requestReconcile();
+  }
+
+  private every(ms: number, fn: () => unknown): void {
+    const t = setInterval(() => void Promise.resolve().then(fn).catch((e) => this.error('timer', e)), ms);
+    this.timers.push(t);
+  }
+
+  private error(where: string, e: unknown): void {
+    this.emit({ event: 'error', level: 'error', node: this.self.name, reason: `${where}: ${e instanceof Error ? e.message : String(e)}` });
+  }
+
+  private storeTrouble(what: string, e: unknown): void {
+    this.emit({ event: 'error', level: 'warn', node: this.self.name, reason: `store: ${what} failed: ${e instanceof Error ? e.message : String(e)}; data path left as it is` });
+  }
+
+  // --- observe ---
+
+  private onObservation(o: Observation, changed: boolean): void {
+    if (changed) {
+      this.emit({
+        event: 'probe', node: o.node, firewall: o.firewall, check: o.check, state: o.state,
+        reason: `${o.check} via ${o.firewall} ${o.state}${o.lastError ? `: ${o.lastError}` : o.rttMs !== null ? ` (rtt ${o.rttMs.toFixed(1)} ms)` : ''}`,
+      });
+      void this.publish(o);
+    }
+  }
+
+  private async publish(o: Observation): Promise<void> {
+    if (this.stopping) return;
+    try {
+      await this.deps.store.putObservation(o);
+      this.lastPublished.set(`${o.firewall}/${o.check}`, o.updatedAt);
+    } catch (e) {
+      this.storeTrouble(`publish ${o.firewall}/${o.check}`, e);
+    }
+  }
+
+  /** Keep every observation fresh in the store (they go stale after observationStaleMs). */
+  private async refreshObservations(): Promise<void> {
+    const refreshMs = this.config.timing.observationStaleMs / 4;
+    for (const o of this.prober.snapshot()) {
+      const last = this.lastPublished.get(`${o.firewall}/${o.check}`) ?? 0;
+      if (o.updatedAt - last >= refreshMs) await this.publish(o);
+    }
+  }
+
+  // --- leadership and decide ---
+
+  /** The deciding node: the ingress leader, or the egress leader when the cluster has no ingress leader. */
+  private async isDecider(): Promise<boolean> {
+    if (!this.isLeader) return false;
+    if (this.role === 'ingress') return true;
+    return (await this.deps.store.getLeader('ingress')) === null;
+  }
+
+  private async tick(): Promise<void> {
+    if (this.lifecycle !== 'RUNNING' || this.stopping) return;
+    try {
+      await this.handleSwitchover();
+      if (!this.leadership) await this.campaign();
+      await this.decideNow();
+    } catch (e) {
+      this.storeTrouble('tick', e);
+    }
+  }
+
+  private async campaign(): Promise<void> {
+    const sw = await this.deps.store.getSwitchover(this.role);
+    // Let the named target go first, for a bounded time (it may have died meanwhile).
+    if (sw && sw.to !== null && sw.to !== this.self.name && this.now() - sw.at < this.config.timing.switchoverTimeoutMs) return;
+    const l = await this.deps.store.campaign(this.role, this.self.name);
+    if (!l) return;
+    if (sw?.to === this.self.name) await this.deps.store.deleteSwitchover(this.role);
+    this.leadership = l;
+    this.emit({ event: 'leader', node: this.self.name, reason: `${this.self.name} is now ${this.role} leader${sw ? ` (switchover requested by ${sw.requestedBy})` : ''}` });
+    void l.lost.then(() => this.onLeadershipLost(l, 'leadership lost in the store'));
+    await this.requestReconcile();
+  }
+
+  private async onLeadershipLost(l: Leadership, why: string): Promise<void> {
+    if (this.leadership !== l) return;
+    this.leadership = null;
+    this.emit({ event: 'leader', level: 'warn', node: this.self.name, reason: `${this.self.name} is no longer ${this.role} leader: ${why}` });
+    await this.dropVips(why);
+  }
+
+  /** Fencing: drop the VIP group as soon as leadership can no longer be proven (design.md §4). */
+  private async fenceCheck(): Promise<void> {
+    const l = this.leadership;
+    if (l && this.mono() >= l.validUntil()) await this.onLeadershipLost(l, 'lease not renewed in time (validity expired)');
+  }
+
+  /** Idempotent: also runs when a reconcile that was adding the VIPs is still in flight. */
+  private async dropVips(why: string): Promise<void> {
+    const held = this.holdsVips;
+    this.holdsVips = false;
+    try {
+      await this.deps.actuator.releaseVips();
+      if (held) this.emit({ event: 'vip', node: this.self.name, reason: `released VIP group: ${why}` });
+    } catch (e) {
+      this.error('release VIPs', e);
+    }
+  }
+
+  private async handleSwitchover(): Promise<void> {
+    if (!this.leadership) return;
+    const sw = await this.deps.store.getSwitchover(this.role);
+    if (!sw || sw.to === this.self.name) return;
+    const problem = sw.to ? await targetProblem(this.config, this.deps.store, this.role, sw.to, this.now()) : null;
+    if (problem) {
+      await this.deps.store.deleteSwitchover(this.role);
+      this.emit({ event: 'switchover', level: 'warn', node: this.self.name, reason: `switchover to ${sw.to} refused by ${this.self.name}: ${problem}` });
+      return;
+    }
+    const l = this.leadership;
+    this.emit({ event: 'switchover', node: this.self.name, reason: `switchover of ${this.role} leadership from ${this.self.name} to ${sw.to ?? 'any healthy node'} requested by ${sw.requestedBy}` });
+    this.leadership = null;
+    await this.dropVips('switchover');
+    await this.deps.store.resign(l);
+    this.emit({ event: 'leader', node: this.self.name, reason: `${this.self.name} resigned ${this.role} leadership for switchover` });
+  }
+
+  private deciding = false;
+  private async decideNow(): Promise<void> {
+    if (this.deciding || this.stopping || !(await this.isDecider())) return;
+    this.deciding = true;
+    try {
+      const store = this.deps.store;
+      const [observations, drains, maintenance, current] = await Promise.all([
+        store.listObservations(), store.listDrains(), store.listMaintenance(), store.getDesired(),
+      ]);
+      const now = this.now();
+      const d = decide({ config: this.config, now, leader: this.self.name, observations, drains, maintenance, previous: current?.value ?? null });
+      if (!d.changed && current) return;
+      // State is written before it is acted on: the CAS fails if someone else decided meanwhile.
+      const ok = await store.putDesired(d.desired, current?.version ?? null, this.leadership!);
+      if (!ok) return;
+      for (const reason of d.reasons) this.emit({ event: 'verdict', node: this.self.name, firewall: reason.split(' ')[0], reason, revision: d.desired.revision });
+      await this.refreshDesired();
+      await this.requestReconcile();
+    } catch (e) {
+      this.storeTrouble('decide', e);
+    } finally {
+      this.deciding = false;
+    }
+  }
+
+  private async refreshDesired(): Promise<void> {
+    const d = await this.deps.store.getDesired();
+    if (d && (!this.desired || d.version !== this.desired.version)) this.desired = d;
+  }
+
+  // --- act ---
+
+  /** Serialised: one reconcile at a time; a request during a run causes one more run. */
+  requestReconcile(): Promise<void> {
+    if (this.reconcileRunning) {
+      this.reconcileAgain = true;
+      return this.reconcileRunning;
+    }
+    this.reconcileRunning = (async () => {
+      do {
+        this.reconcileAgain = false;
+        await this.reconcileOnce();
+      } while (this.reconcileAgain && !this.stopping);
+    })().finally(() => (this.reconcileRunning = null));
+    return this.reconcileRunning;
+  }
+
+  private async reconcileOnce(): Promise<void> {
+    if (this.stopping) return;
+    const desired = this.desired?.value ?? null;
+    const wantVips = this.canAnnounce();
+    const started = this.mono();
+    try {
+      const r = await this.deps.actuator.reconcile(desired, { holdsVips: wantVips });
+      const revision = desired?.revision ?? null;
+      const sameRevision = revision === this.appliedRevision;
+      const drift: string[] = [];
+      for (const res of r.results) {
+        if (res.commands.length === 0) continue;
+        const kind = sameRevision && !(res.driver === 'vip' && wantVips !== this.holdsVips) ? 'drift' : 'kernel';
+        if (kind === 'drift') drift.push(...res.differences.map((d) => `${res.driver}: ${d}`));
+        this.emit({
+          event: kind, level: kind === 'drift' ? 'warn' : 'info', node: this.self.name, driver: res.driver,
+          reason: kind === 'drift'
+            ? `drift corrected (${res.driver}): ${res.differences.join('; ')}`
+            : `applied ${res.driver}: ${res.differences.join('; ')}`,
+          commands: res.commands, durationMs: res.durationMs, revision,
+        });
+      }
+      if (wantVips && !this.canAnnounce()) {
+        // Leadership lapsed while this reconcile ran: undo at once.
+        await this.dropVips('leadership lapsed during reconcile');
+      } else if (wantVips !== this.holdsVips) {
+        this.holdsVips = wantVips;
+        if (wantVips) this.emit({ event: 'vip', node: this.self.name, reason: `holding VIP group${this.config.vipGroups.filter((g) => g.role === this.role).map((g) => ` ${g.name}`).join(',')}; gratuitous ARP sent` });
+      }
+      this.appliedRevision = revision;
+      this.lastApplied = r.applied;
+      this.lastDrift = drift;
+    } catch (e) {
+      this.error('reconcile', e);
+    }
+    await this.writeStatus(this.mono() - started);
+  }
+
+  private async writeStatus(_reconcileMs: number): Promise<void> {
+    const s: NodeStatus = {
+      node: this.self.name, role: this.role, lifecycle: this.lifecycle, updatedAt: this.now(),
+      appliedRevision: this.appliedRevision, holdsVips: this.holdsVips, applied: this.lastApplied, drift: this.lastDrift,
+    };
+    if (this.deps.statusFile !== false) {
+      try {
+        mkdirSync(this.config.runtimeDir, { recursive: true });
+        const file = join(this.config.runtimeDir, `${this.self.name}.status.json`);
+        const body = { ...s, leader: this.isLeader, desired: this.desired?.value ?? null, observations: this.prober?.snapshot() ?? [] };
+        writeFileSync(`${file}.tmp`, JSON.stringify(body, null, 2));
+        renameSync(`${file}.tmp`, file);
+      } catch (e) {
+        this.error('status file', e);
+      }
+    }
+    try {
+      await this.deps.store.putNodeStatus(s);
+    } catch (e) {
+      this.storeTrouble('publish status', e);
+    }
+  }
+
+  // --- stop ---
+
+  /** Clean stop: probes stopped, VIP group released, leadership resigned, events flushed by the caller. */
+  async stop(why = 'stop requested'): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.lifecycle = 'STOPPING';
+    this.emit({ event: 'lifecycle', node: this.self.name, reason: `${this.self.name} stopping: ${why}` });
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    this.unwatch?.();
+    await this.reconcileRunning?.catch(() => undefined);
+    await this.prober?.stop();
+    await this.dropVips('controller stopping');
+    const l = this.leadership;
+    this.leadership = null;
+    if (l) await this.deps.store.resign(l).catch((e) => this.storeTrouble('resign', e));
+    this.lifecycle = 'STOPPED';
+    this.emit({ event: 'lifecycle', node: this.self.name, reason: `${this.self.name} stopped; data path left as it is` });
+  }
+}

@@ -1,0 +1,174 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseConfig, type Config } from '../../controller/config';
+import { MemoryEventLog } from '../../controller/events';
+import { MemoryStore } from '../../controller/memory-store';
+import { NodeController, type ActResult, type NodeActuator, type Prober } from '../../controller/node';
+import type { Leadership } from '../../controller/store';
+import { requestSwitchover } from '../../controller/switchover';
+import type { Desired, Observation } from '../../controller/types';
+
+const yaml = readFileSync(join(__dirname, '../../deploy/config.example.yaml'), 'utf8')
+  .replace(/store:\n  kind: etcd\n(  .*\n)+/, 'store: { kind: memory }\n')
+  .replace('holdDownMs: 10000', 'holdDownMs: 0\n  decideIntervalMs: 50\n  reconcileIntervalMs: 200');
+
+function config(): Config {
+  return parseConfig(yaml);
+}
+
+class FakeActuator implements NodeActuator {
+  calls: { desired: Desired | null; holdsVips: boolean }[] = [];
+  releases = 0;
+  /** Commands the next reconcile reports as applied (to simulate drift). */
+  nextCommands: string[] = [];
+  async reconcile(desired: Desired | null, opts: { holdsVips: boolean }): Promise<ActResult> {
+    this.calls.push({ desired, holdsVips: opts.holdsVips });
+    const commands = this.nextCommands;
+    this.nextCommands = [];
+    return { results: [{ driver: 'routes', differences: commands.map((c) => `missing: ${c}`), commands, durationMs: 1 }], applied: { ok: true } };
+  }
+  async releaseVips(): Promise<void> {
+    this.releases++;
+  }
+  last(): { desired: Desired | null; holdsVips: boolean } | undefined {
+    return this.calls[this.calls.length - 1];
+  }
+}
+
+class FakeProber implements Prober {
+  obs = new Map<string, Observation>();
+  constructor(private readonly node: string, private readonly role: 'ingress' | 'egress', private readonly cb: (o: Observation, changed: boolean) => void) {}
+  start(): void {}
+  async stop(): Promise<void> {}
+  snapshot(): Observation[] {
+    return [...this.obs.values()];
+  }
+  report(firewall: string, check: string, state: 'up' | 'down', error: string | null = null): void {
+    const now = Date.now();
+    const o: Observation = { node: this.node, role: this.role, firewall, check, state, since: now, updatedAt: now, streak: 3, lastError: error, rttMs: state === 'up' ? 1.5 : null };
+    const prev = this.obs.get(`${firewall}/${check}`);
+    this.obs.set(`${firewall}/${check}`, o);
+    this.cb(o, prev?.state !== state);
+  }
+}
+
+const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function until(cond: () => boolean, ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await wait(10);
+  }
+}
+
+function makeNode(store: MemoryStore, name: string, overrides: Partial<{ config: Config }> = {}) {
+  const cfg = overrides.config ?? config();
+  const events = new MemoryEventLog();
+  const actuator = new FakeActuator();
+  let prober!: FakeProber;
+  const role = cfg.nodes.find((n) => n.name === name)!.role;
+  const node = new NodeController({
+    config: cfg, node: name, store, events, actuator, statusFile: false,
+    prober: (cb) => (prober = new FakeProber(name, role, cb)),
+  });
+  return { node, events, actuator, prober: () => prober };
+}
+
+describe('NodeController (in-memory store)', () => {
+  const running: NodeController[] = [];
+  afterEach(async () => {
+    for (const n of running.splice(0)) await n.stop('test over');
+  });
+
+  it('standalone: becomes leader, writes a desired state, holds the VIPs', async () => {
+    const store = new MemoryStore();
+    const { node, events, actuator } = makeNode(store, 'lb1');
+    running.push(node);
+    await node.start();
+    await until(() => actuator.last()?.holdsVips === true && actuator.last()?.desired !== null);
+    const desired = (await store.getDesired())!.value;
+    expect(Object.keys(desired.firewalls)).toEqual(['fw1', 'fw2']);
+    expect(desired.decidedBy).toBe('lb1');
+    expect(events.events.map((e) => e.event)).toEqual(expect.arrayContaining(['lifecycle', 'leader', 'vip']));
+    expect((await store.getLeader('ingress'))?.node).toBe('lb1');
+  });
+
+  it('a failing path takes the firewall down; the verdict is written before the kernel sees it', async () => {
+    const store = new MemoryStore();
+    const { node, events, actuator, prober } = makeNode(store, 'lb1');
+    running.push(node);
+    await node.start();
+    for (const fw of ['fw1', 'fw2']) for (const k of ['path-http', 'ingress-leg']) prober().report(fw, k, 'up');
+    prober().report('fw1', 'path-http', 'down', 'timeout after 800 ms');
+    await until(() => actuator.last()?.desired?.firewalls.fw1?.state === 'down');
+    const stored = (await store.getDesired())!.value;
+    expect(stored.firewalls.fw1).toMatchObject({ state: 'down', weight: 0, egressVia: 'fw2' });
+    const verdict = events.events.find((e) => e.event === 'verdict' && /^fw1 down/.test(e.reason));
+    expect(verdict?.reason).toMatch(/path-http/);
+    expect(events.events.find((e) => e.event === 'probe' && e.firewall === 'fw1' && e.state === 'down')?.reason).toMatch(/timeout after 800 ms/);
+  });
+
+  it('reports kernel changes with an unchanged revision as drift', async () => {
+    const store = new MemoryStore();
+    const { node, events, actuator } = makeNode(store, 'lb1');
+    running.push(node);
+    await node.start();
+    await until(() => actuator.calls.length >= 2);
+    actuator.nextCommands = ['ip route replace default via 10.1.0.11 dev eth1 table 200'];
+    await node.requestReconcile();
+    const drift = events.events.filter((e) => e.event === 'drift');
+    expect(drift).toHaveLength(1);
+    expect(drift[0]!.reason).toMatch(/drift corrected \(routes\): missing: ip route replace/);
+  });
+
+  it('drops the VIP group as soon as its leadership can no longer be proven', async () => {
+    const store = new MemoryStore();
+    let validUntil = Number.POSITIVE_INFINITY;
+    const campaign = store.campaign.bind(store);
+    store.campaign = async (role, n) => {
+      const l = await campaign(role, n);
+      return l && ({ ...l, validUntil: () => validUntil } as Leadership);
+    };
+    const { node, actuator, events } = makeNode(store, 'lb1');
+    running.push(node);
+    await node.start();
+    await until(() => actuator.last()?.holdsVips === true);
+    validUntil = performance.now() - 1;
+    await until(() => actuator.releases > 0, 1000);
+    expect(node.canAnnounce()).toBe(false);
+    expect(events.events.some((e) => e.event === 'leader' && /validity expired/.test(e.reason))).toBe(true);
+  });
+
+  it('manual switchover moves leadership to a healthy target, and refuses an unhealthy one', async () => {
+    const store = new MemoryStore();
+    const a = makeNode(store, 'lb1');
+    const b = makeNode(store, 'lb2');
+    running.push(a.node, b.node);
+    await a.node.start();
+    await until(() => a.actuator.last()?.holdsVips === true);
+    await b.node.start();
+    const cfg = config();
+    await expect(requestSwitchover(cfg, store, 'ingress', 'lb2', 'test', 500)).rejects.toThrow(/lb2 has no fresh probe results/);
+    for (const fw of ['fw1', 'fw2']) b.prober().report(fw, 'path-http', 'up');
+    const msg = await requestSwitchover(cfg, store, 'ingress', 'lb2', 'test', 3000);
+    expect(msg).toMatch(/ingress leadership moved from lb1 to lb2 in \d+ ms/);
+    await until(() => b.actuator.last()?.holdsVips === true);
+    expect(a.actuator.releases).toBeGreaterThan(0);
+    expect(a.node.canAnnounce()).toBe(false);
+    expect(a.events.events.some((e) => e.event === 'leader' && /resigned/.test(e.reason))).toBe(true);
+  });
+
+  it('stops cleanly: VIPs released, leadership given up, lifecycle events in order', async () => {
+    const store = new MemoryStore();
+    const { node, events, actuator } = makeNode(store, 'lb1');
+    await node.start();
+    await until(() => actuator.last()?.holdsVips === true);
+    await node.stop('SIGTERM');
+    expect(node.state).toBe('STOPPED');
+    expect(actuator.releases).toBeGreaterThan(0);
+    expect(await store.getLeader('ingress')).toBeNull();
+    const life = events.events.filter((e) => e.event === 'lifecycle').map((e) => e.reason);
+    expect(life[0]).toMatch(/starting/);
+    expect(life.slice(-2)).toEqual(['lb1 stopping: SIGTERM', 'lb1 stopped; data path left as it is']);
+  });
+});
