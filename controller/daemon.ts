@@ -3,15 +3,25 @@ import { ProbeEngine } from '../checks/engine';
 import { Actuator } from '../failover/actuator';
 import { ExecRunner } from '../failover/runner';
 import { eventLogPath, nodeByName, type Config } from './config';
-import { EtcdStore } from './etcd-store';
-import { createEventLog } from './events';
+import { EtcdStore, type EtcdStoreEvent } from './etcd-store';
+import { createEventLog, type EventLog, type SandwichEvent } from './events';
 import { MemoryStore } from './memory-store';
 import { NodeController } from './node';
 import type { CoordinationStore } from './store';
 
-export async function openStore(config: Config): Promise<CoordinationStore> {
+export async function openStore(config: Config, events?: EventLog, node = 'cli'): Promise<CoordinationStore> {
   if (config.store.kind === 'memory') return new MemoryStore();
-  return EtcdStore.fromConfig(config);
+  return EtcdStore.fromConfig(config, events ? { onEvent: (e) => events.emit(storeEvent(node, e)) } : {});
+}
+
+function storeEvent(node: string, e: EtcdStoreEvent): SandwichEvent {
+  switch (e.type) {
+    case 'lease-granted': return { event: 'leader', node, reason: `etcd session ${e.leaseId} granted (TTL ${e.ttlMs} ms)` };
+    case 'lease-lost': return { event: 'leader', level: 'warn', node, reason: `etcd session ${e.leaseId} lost: ${e.reason}` };
+    case 'keepalive-failed': return { event: 'error', level: 'warn', node, reason: `etcd keepalive for ${e.leaseId} failed: ${e.error.message}` };
+    case 'bad-value': return { event: 'error', level: 'warn', node, reason: `ignored a bad value in etcd: ${e.error.message}` };
+    case 'watch-error': return { event: 'error', level: 'warn', node, reason: `etcd watch: ${e.error.message}` };
+  }
 }
 
 /** Runs until SIGTERM/SIGINT; returns the process exit code. Events are flushed before it returns. */
@@ -24,7 +34,7 @@ export async function runDaemon(config: Config, nodeName: string): Promise<numbe
     stdout: process.env.SANDWICH_EVENTS_STDOUT === '1',
   });
   const runner = new ExecRunner(config.timing.commandTimeoutMs);
-  const store = await openStore(config);
+  const store = await openStore(config, events, nodeName);
   let node: NodeController | undefined;
   const actuator = new Actuator(config, nodeName, runner, { canAnnounce: () => node?.canAnnounce() ?? false });
   node = new NodeController({

@@ -166,6 +166,7 @@ export class NodeController {
     if (this.lifecycle !== 'RUNNING' || this.stopping) return;
     try {
       await this.handleSwitchover();
+      if (this.leadership) await this.confirmLeadership(this.leadership);
       if (!this.leadership) await this.campaign();
       await this.decideNow();
     } catch (e) {
@@ -184,6 +185,14 @@ export class NodeController {
     this.emit({ event: 'leader', node: this.self.name, reason: `${this.self.name} is now ${this.role} leader${sw ? ` (switchover requested by ${sw.requestedBy})` : ''}` });
     void l.lost.then(() => this.onLeadershipLost(l, 'leadership lost in the store'));
     await this.requestReconcile();
+  }
+
+  /** The leader key can vanish without the session ending (deleted by hand): re-read it each tick. */
+  private async confirmLeadership(l: Leadership): Promise<void> {
+    const rec = await this.deps.store.getLeader(this.role);
+    if (this.leadership === l && (rec === null || rec.node !== this.self.name)) {
+      await this.onLeadershipLost(l, `the leader key now names ${rec?.node ?? 'nobody'}`);
+    }
   }
 
   private async onLeadershipLost(l: Leadership, why: string): Promise<void> {

@@ -1,0 +1,190 @@
+// The controller core with real packets: network namespaces, stateful firewalls, the seed's
+// CONNMARK/MAC marks, real etcd and `sandwich run` processes for lb1, lb2 and er1 (no IPVS on the host).
+import { readEvents, type SandwichEvent } from '../../controller/events';
+import { NetnsSandwich, sh, sleep, trySh, waitFor } from './harness';
+
+const CONFIG = `
+cluster: systest
+store: { kind: etcd, endpoints: [http://10.9.0.1:2379], callTimeoutMs: 500, leaseTtlS: 2 }
+timing: { decideIntervalMs: 100, reconcileIntervalMs: 500, holdDownMs: 1000, observationStaleMs: 3000 }
+nodes:
+  - name: lb1
+    role: ingress
+    interfaces: { client: cli, firewall: fwn }
+    probe: { interface: firewall, sources: { fw1: 10.1.0.21, fw2: 10.1.0.22 } }
+  - name: lb2
+    role: ingress
+    interfaces: { client: cli, firewall: fwn }
+    probe: { interface: firewall, sources: { fw1: 10.1.0.31, fw2: 10.1.0.32 } }
+  - name: er1
+    role: egress
+    interfaces: { firewall: fwn, server: srv }
+    probe: { interface: firewall, sources: { fw1: 10.2.0.21, fw2: 10.2.0.22 } }
+firewalls:
+  - { name: fw1, ingressAddress: 10.1.0.11, egressAddress: 10.2.0.11, egressMac: "02:00:00:00:f1:0e", mark: 1, table: 101 }
+  - { name: fw2, ingressAddress: 10.1.0.12, egressAddress: 10.2.0.12, egressMac: "02:00:00:00:f2:0e", mark: 2, table: 102 }
+checks:
+  - { name: path-http, kind: http, scope: path, from: ingress, url: "http://198.51.100.10/health", intervalMs: 200, timeoutMs: 150, rise: 2, fall: 2 }
+  - { name: ingress-leg, kind: icmp, scope: leg, from: ingress, intervalMs: 200, timeoutMs: 150, rise: 2, fall: 2 }
+  - { name: egress-leg, kind: icmp, scope: leg, from: egress, intervalMs: 200, timeoutMs: 150, rise: 2, fall: 2 }
+vipGroups:
+  - name: ingress
+    role: ingress
+    addresses:
+      - { address: 192.0.2.254/24, interface: client }
+      - { address: 10.1.0.254/24, interface: firewall }
+    garp: { count: 2, repeatAfterMs: 1000, refreshIntervalMs: 10000 }
+egress: { routes: [default] }
+events: { file: "@DIR@/{node}/events.log" }
+runtimeDir: "@DIR@/run"
+`;
+
+const lab = new NetnsSandwich('swst');
+const er1 = () => lab.ns('er1');
+
+/** The next hop of an egress table on er1, or null. */
+function tableVia(table: number): string | null {
+  const r = trySh(er1(), ['ip', '-j', 'route', 'show', 'table', String(table)]);
+  if (!r.ok) return null;
+  const routes = JSON.parse(r.out || '[]') as { dst: string; gateway?: string }[];
+  return routes.find((x) => x.dst === 'default')?.gateway ?? null;
+}
+
+function counter(fw: string, source: string): number {
+  const out = sh(lab.ns(fw), ['iptables', '-L', 'COUNT', '-v', '-x', '-n']);
+  const line = out.split('\n').find((l) => l.includes(` ${source} `));
+  return line ? Number(line.trim().split(/\s+/)[0]) : 0;
+}
+
+function desiredState(fw: string): string | undefined {
+  const r = lab.cli(['status', '--json']);
+  if (!r.ok) return undefined;
+  const s = JSON.parse(r.out) as { desired: { firewalls: Record<string, { state: string }> } | null };
+  return s.desired?.firewalls[fw]?.state;
+}
+
+function vipHolder(): string | null {
+  for (const n of ['lb1', 'lb2']) {
+    if (sh(lab.ns(n), ['ip', '-o', 'addr', 'show', 'dev', 'cli']).includes('192.0.2.254/24')) return n;
+  }
+  return null;
+}
+
+function mac(ns: string, dev: string): string {
+  return (JSON.parse(sh(lab.ns(ns), ['ip', '-j', 'link', 'show', 'dev', dev])) as { address: string }[])[0]!.address;
+}
+
+function clientNeighbour(): string | null {
+  const n = JSON.parse(sh(lab.ns('c'), ['ip', '-j', 'neigh', 'show', '192.0.2.254'])) as { lladdr?: string }[];
+  return n[0]?.lladdr ?? null;
+}
+
+function events(node: string): SandwichEvent[] {
+  return readEvents(`${lab.dir}/${node}/events.log`);
+}
+
+jest.setTimeout(120_000);
+
+beforeAll(async () => {
+  await lab.up(CONFIG);
+  lab.start('er1');
+  lab.start('lb1');
+  await waitFor('lb1 holds the VIP', () => vipHolder() === 'lb1', 20_000);
+  lab.start('lb2');
+  await waitFor('fw1 and fw2 up and tables in place', () => tableVia(101) === '10.2.0.11' && tableVia(102) === '10.2.0.12', 20_000);
+});
+
+afterAll(async () => {
+  await lab.down();
+});
+
+describe('system: controller core in network namespaces', () => {
+  it('probes reach the server through the firewall they name', async () => {
+    // Let a few probe rounds pass, then compare each firewall's counters per probe source.
+    await sleep(1500);
+    const c = (fw: string, s: string) => counter(fw, s);
+    expect(c('fw1', '10.1.0.21')).toBeGreaterThan(0);
+    expect(c('fw2', '10.1.0.22')).toBeGreaterThan(0);
+    expect(c('fw2', '10.1.0.21')).toBe(0);
+    expect(c('fw1', '10.1.0.22')).toBe(0);
+    const r = lab.cli(['status', '--json']);
+    expect(r.ok).toBe(true);
+    const s = JSON.parse(r.out) as { observations: { node: string; firewall: string; check: string; state: string }[] };
+    const up = (node: string, fw: string, check: string) => s.observations.some((o) => o.node === node && o.firewall === fw && o.check === check && o.state === 'up');
+    for (const fw of ['fw1', 'fw2']) {
+      expect(up('lb1', fw, 'path-http')).toBe(true);
+      expect(up('lb1', fw, 'ingress-leg')).toBe(true);
+      expect(up('er1', fw, 'egress-leg')).toBe(true);
+    }
+  });
+
+  it('a firewall that stops forwarding fails its path check only; er1 re-points its table and restores it after hold-down', async () => {
+    sh(lab.ns('fw1'), ['iptables', '-I', 'FORWARD', '1', '-j', 'DROP']);
+    const t0 = performance.now();
+    const { ms: repointMs } = await waitFor('table 101 via fw2', () => tableVia(101) === '10.2.0.12', 10_000, 10);
+    console.log(`fw1 forwarding stopped → er1 table 101 re-pointed to fw2 in ${Math.round(repointMs)} ms`);
+    expect(desiredState('fw1')).toBe('down');
+    expect(desiredState('fw2')).toBe('up');
+    expect(tableVia(102)).toBe('10.2.0.12');
+    const verdict = events('lb1').find((e) => e.event === 'verdict' && /^fw1 down/.test(e.reason));
+    expect(verdict?.reason).toMatch(/path-http/);
+    expect(verdict?.reason).not.toMatch(/ingress-leg failing/);
+
+    sh(lab.ns('fw1'), ['iptables', '-D', 'FORWARD', '1']);
+    const t1 = performance.now();
+    await waitFor('table 101 back via fw1', () => tableVia(101) === '10.2.0.11', 15_000, 20);
+    // Hold-down: not back before 1 s of health (plus rise).
+    expect(performance.now() - t1).toBeGreaterThanOrEqual(1000);
+    expect(performance.now() - t0).toBeGreaterThan(repointMs);
+  });
+
+  it.each([
+    ['ingress', 'ing', 'ingress-leg'],
+    ['egress', 'egr', 'egress-leg'],
+  ])('a broken %s leg alone takes the firewall down, and the verdict names that leg', async (_side, dev, check) => {
+    sh(lab.ns('fw2'), ['iptables', '-I', 'INPUT', '1', '-i', dev, '-p', 'icmp', '-j', 'DROP']);
+    try {
+      await waitFor('fw2 down', () => desiredState('fw2') === 'down', 10_000, 50);
+      await waitFor('table 102 via fw1', () => tableVia(102) === '10.2.0.11', 5000);
+      const verdicts = events('lb1').filter((e) => e.event === 'verdict' && /^fw2 down/.test(e.reason));
+      expect(verdicts[verdicts.length - 1]?.reason).toMatch(new RegExp(`${check} failing`));
+    } finally {
+      sh(lab.ns('fw2'), ['iptables', '-D', 'INPUT', '1']);
+    }
+    await waitFor('fw2 back', () => tableVia(102) === '10.2.0.12', 15_000);
+  });
+
+  it('puts back a hand-deleted route and logs it as drift', async () => {
+    sh(er1(), ['ip', 'route', 'del', 'default', 'table', '101']);
+    expect(tableVia(101)).toBeNull();
+    await waitFor('route restored', () => tableVia(101) === '10.2.0.11', 5000);
+    await waitFor('drift event', () => events('er1').some((e) => e.event === 'drift'), 3000);
+  });
+
+  it('the VIP group is on the leader; the client neighbour entry follows the GARP on manual failover', async () => {
+    expect(vipHolder()).toBe('lb1');
+    trySh(lab.ns('c'), ['ping', '-c', '1', '-W', '1', '192.0.2.254']);
+    expect(clientNeighbour()).toBe(mac('lb1', 'cli'));
+    const r = lab.cli(['failover', '--to', 'lb2']);
+    expect(r.out).toMatch(/moved from lb1 to lb2/);
+    await waitFor('lb2 holds the VIP', () => vipHolder() === 'lb2', 5000);
+    await waitFor('client neighbour entry on lb2', () => clientNeighbour() === mac('lb2', 'cli'), 5000);
+    expect(sh(lab.ns('lb1'), ['ip', '-o', 'addr', 'show']).includes('192.0.2.254')).toBe(false);
+  });
+
+  it('refuses a failover to an unknown node with a clear message and no stack trace', () => {
+    const r = lab.cli(['failover', '--to', 'lb9']);
+    expect(r.ok).toBe(false);
+    expect(r.out).toMatch(/unknown node "lb9"/);
+    expect(r.out).not.toMatch(/\n\s+at /);
+  });
+
+  it('SIGTERM releases the VIP group and flushes the event log', async () => {
+    const code = await lab.stop('lb2', 'SIGTERM');
+    expect(code).toBe(0);
+    expect(sh(lab.ns('lb2'), ['ip', '-o', 'addr', 'show']).includes('192.0.2.254')).toBe(false);
+    const last = events('lb2').slice(-1)[0];
+    expect(last?.reason).toMatch(/stopped/);
+    await waitFor('lb1 takes over', () => vipHolder() === 'lb1', 10_000);
+  });
+});
