@@ -36,10 +36,13 @@ export async function runDaemon(config: Config, nodeName: string): Promise<numbe
   const runner = new ExecRunner(config.timing.commandTimeoutMs);
   const store = await openStore(config, events, nodeName);
   let node: NodeController | undefined;
-  const actuator = new Actuator(config, nodeName, runner, { canAnnounce: () => node?.canAnnounce() ?? false });
+  const actuator = new Actuator(config, nodeName, runner, {
+    canAnnounce: () => node?.canAnnounce() ?? false,
+    log: (e) => events.emit({ event: e.level === 'info' ? 'vip' : 'error', level: e.level, node: nodeName, driver: e.driver, reason: e.message }),
+  });
   node = new NodeController({
     config, node: nodeName, store, events,
-    actuator: { reconcile: (d, o) => actuator.reconcile(d, o), releaseVips: () => actuator.release() },
+    actuator: { reconcile: (d, o) => actuator.reconcile(d, o), releaseVips: async () => void (await actuator.release()) },
     prober: (onObservation) => new ProbeEngine({ config, node: nodeName, onObservation }),
   });
 
@@ -77,6 +80,6 @@ export async function planNode(config: Config, nodeName: string, opts: { leader:
       await store.close();
     }
   }
-  const actuator = new Actuator(config, nodeName, runner, { canAnnounce: () => false });
-  return actuator.plan(desired, { holdsVips: opts.leader });
+  const plan = await Actuator.plan(config, nodeName, runner, desired, { holdsVips: opts.leader });
+  return [...plan.commands, ...plan.errors.map((e) => `# ${e.driver}: ${e.error.message}`)];
 }

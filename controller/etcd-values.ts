@@ -51,6 +51,7 @@ export const NodeStatusValue = z.strictObject({
   holdsVips: z.boolean(),
   applied: z.unknown(),
   drift: z.array(z.string()),
+  errors: z.array(z.string()).optional(),
 });
 
 /** Parses JSON bytes from `key` with `schema`; throws StoreDataError naming the key and the fault. */

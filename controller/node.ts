@@ -2,7 +2,7 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config, NodeConfig, Role } from './config';
-import { decide } from './decide';
+import { decide, desiredEqual } from './decide';
 import type { EventLog } from './events';
 import type { CoordinationStore, Leadership, NodeStatus } from './store';
 import { targetProblem } from './switchover';
@@ -19,6 +19,8 @@ export interface NodeActuator {
 
 export interface ActResult {
   readonly results: readonly { driver: string; differences: readonly string[]; commands: readonly string[]; durationMs: number }[];
+  /** Drivers that failed this pass; the others still applied. */
+  readonly errors?: readonly { driver: string; error: Error }[];
   readonly applied: unknown;
 }
 
@@ -249,11 +251,16 @@ export class NodeController {
       ]);
       const now = this.now();
       const d = decide({ config: this.config, now, leader: this.self.name, observations, drains, maintenance, previous: current?.value ?? null });
-      if (!d.changed && current) return;
+      // Written whenever anything changed, hold-down bookkeeping included, so a new leader continues it.
+      if (current && desiredEqual(current.value, d.desired)) return;
       // State is written before it is acted on: the CAS fails if someone else decided meanwhile.
       const ok = await store.putDesired(d.desired, current?.version ?? null, this.leadership!);
       if (!ok) return;
-      for (const reason of d.reasons) this.emit({ event: 'verdict', node: this.self.name, firewall: reason.split(' ')[0], reason, revision: d.desired.revision });
+      // decide() starts each sentence with the firewall it is about.
+      for (const reason of d.reasons) {
+        const fw = this.config.firewalls.find((f) => reason.startsWith(`${f.name} `))?.name;
+        this.emit({ event: 'verdict', node: this.self.name, ...(fw ? { firewall: fw } : {}), reason, revision: d.desired.revision });
+      }
       await this.refreshDesired();
       await this.requestReconcile();
     } catch (e) {
@@ -314,6 +321,7 @@ export class NodeController {
         this.holdsVips = wantVips;
         if (wantVips) this.emit({ event: 'vip', node: this.self.name, reason: `holding VIP group${this.config.vipGroups.filter((g) => g.role === this.role).map((g) => ` ${g.name}`).join(',')}; gratuitous ARP sent` });
       }
+      this.reportDriverErrors(r.errors ?? []);
       this.appliedRevision = revision;
       this.lastApplied = r.applied;
       this.lastDrift = drift;
@@ -323,10 +331,24 @@ export class NodeController {
     await this.writeStatus(this.mono() - started);
   }
 
+  /** One event when a driver starts failing or its error changes, one when it recovers (no spam every pass). */
+  private driverErrors = new Map<string, string>();
+  private reportDriverErrors(errors: readonly { driver: string; error: Error }[]): void {
+    const now = new Map(errors.map((e) => [e.driver, e.error.message]));
+    for (const [driver, msg] of now) {
+      if (this.driverErrors.get(driver) !== msg) this.emit({ event: 'error', level: 'error', node: this.self.name, driver, reason: `${driver}: ${msg}` });
+    }
+    for (const driver of this.driverErrors.keys()) {
+      if (!now.has(driver)) this.emit({ event: 'kernel', node: this.self.name, driver, reason: `${driver}: working again` });
+    }
+    this.driverErrors = now;
+  }
+
   private async writeStatus(_reconcileMs: number): Promise<void> {
     const s: NodeStatus = {
       node: this.self.name, role: this.role, lifecycle: this.lifecycle, updatedAt: this.now(),
       appliedRevision: this.appliedRevision, holdsVips: this.holdsVips, applied: this.lastApplied, drift: this.lastDrift,
+      errors: [...this.driverErrors].map(([driver, message]) => `${driver}: ${message}`),
     };
     if (this.deps.statusFile !== false) {
       try {

@@ -52,6 +52,8 @@ export interface NodeStatus {
   readonly holdsVips: boolean;
   readonly applied: unknown;
   readonly drift: readonly string[];
+  /** Drivers failing right now ("ipvs: IPVS not available …"). */
+  readonly errors?: readonly string[];
 }
 
 export type StoreEvent = 'observations' | 'desired' | 'drains' | 'maintenance' | 'leader' | 'switchover' | 'status';

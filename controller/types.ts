@@ -36,6 +36,8 @@ export interface DesiredFirewall {
   readonly since: number;
   /** While down: when the evidence turned healthy (hold-down start), else null. */
   readonly healthySince: number | null;
+  /** Up although failing: kept in service only by policy allDown fail-open. decide() always sets it. */
+  readonly failOpen?: boolean;
 }
 
 export interface Desired {

@@ -85,11 +85,14 @@ export interface RecordedCall {
 }
 
 /** A runner for unit tests: records every call and answers from a handler. */
+/** What a FakeRunner handler answers: stdout, stdout + stderr, or an error to throw. */
+export type FakeAnswer = string | { stdout: string; stderr?: string } | Error;
+
 export class FakeRunner implements CommandRunner {
   readonly calls: RecordedCall[] = [];
-  constructor(private handler: (call: RecordedCall) => string | Error | Promise<string | Error> = () => '') {}
+  constructor(private handler: (call: RecordedCall) => FakeAnswer | Promise<FakeAnswer> = () => '') {}
 
-  setHandler(h: (call: RecordedCall) => string | Error | Promise<string | Error>): void {
+  setHandler(h: (call: RecordedCall) => FakeAnswer | Promise<FakeAnswer>): void {
     this.handler = h;
   }
 
@@ -98,6 +101,7 @@ export class FakeRunner implements CommandRunner {
     this.calls.push(call);
     const out = await this.handler(call);
     if (out instanceof Error) throw out;
+    if (typeof out !== 'string') return { stdout: out.stdout, stderr: out.stderr ?? '', durationMs: 0 };
     return { stdout: out, stderr: '', durationMs: 0 };
   }
 

@@ -1,0 +1,331 @@
+// One node's act step: desired state → kernel wants → drivers, in takeover order; plus release and plan.
+import type { Config, FirewallConfig, NodeConfig, Role } from '../controller/config';
+import { nodeByName, probeTable } from '../controller/config';
+import type { Desired } from '../controller/types';
+import type { AddressWant, AddressesWant } from './addresses';
+import { AddressesDriver } from './addresses';
+import { ConntrackDriver } from './conntrack';
+import { IpvsDriver, type IpvsServiceWant, type IpvsWant } from './ipvs';
+import { RoutesDriver, type RouteWant, type RoutesResult, type RoutesWant, type RuleWant } from './routes';
+import { PlanRunner, type CommandRunner } from './runner';
+import { SysctlDriver, type SysctlWant } from './sysctl';
+import { ManualTimers, type Timers } from './timers';
+import { DriverError, DriverInputError, silentLog, timer, type DriverLog, type ReconcileResult } from './types';
+import { VipGroup, type VipGroupWant } from './vip';
+
+export interface ActuatorOptions {
+  timers?: Timers;
+  /** The leader's validity check (design §4), asked before every gratuitous ARP. Default: always true. */
+  canAnnounce?: () => boolean;
+  log?: DriverLog;
+  /** Let the IPVS driver restore real-server order by delete + re-add (default false). */
+  fixOrder?: boolean;
+  /** Re-read after every change (default true; plan turns it off). */
+  verify?: boolean;
+}
+
+export interface ReconcileOptions {
+  /** This node holds its role's VIP groups (it is the leader for its role). */
+  readonly holdsVips: boolean;
+}
+
+export interface NodeWants {
+  readonly sysctls: SysctlWant;
+  /** Ingress nodes only. */
+  readonly ipvs: IpvsWant | null;
+  readonly addresses: AddressesWant;
+  readonly routes: RoutesWant;
+  /** Egress nodes: firewall table → the firewall whose next hop it uses. */
+  readonly egressVia: ReadonlyMap<string, string>;
+}
+
+export interface AppliedState {
+  readonly node: string;
+  readonly role: Role;
+  /** Revision of the desired state this pass worked from; null without one (configured weights). */
+  readonly revision: number | null;
+  /** Null when the IPVS driver failed this pass (or the node is not an ingress node: []). */
+  readonly ipvs: { service: string; fwmark: number; scheduler: string; flags: string[]; realServers: { firewall: string; address: string; weight: number }[] }[] | null;
+  /** Null when the routes driver failed this pass. */
+  readonly egressTables: { firewall: string; table: number; via: string; nextHop: string }[] | null;
+  readonly vips: { group: string; held: boolean; addresses: string[] }[];
+}
+
+export interface DriverFailure {
+  readonly driver: string;
+  readonly error: Error;
+}
+
+export interface ActuatorResult {
+  readonly results: ReconcileResult[];
+  /** Drivers that failed this pass; the others still ran. */
+  readonly errors: DriverFailure[];
+  readonly applied: AppliedState;
+  readonly durationMs: number;
+}
+
+/** Commands `sandwich plan` treats as reads (run for real); everything else is printed. */
+export function isReadCommand(file: string, args: readonly string[]): boolean {
+  switch (file) {
+    case 'ipvsadm':
+      return args.length === 1 && /^-(S|L)n?$/.test(args[0]!) || (args[0] === '-Ln' && args[1] === '--exact');
+    case 'cat':
+      return args.length === 1 && args[0] === '/proc/net/ip_vs';
+    case 'sysctl':
+      return args[0] === '-n';
+    case 'ip':
+      // `ip -j …` only shows (including `ip -j -batch -` of show commands); changes never use -j.
+      return args[0] === '-j';
+    case 'conntrack':
+      return args[0] === '-L';
+    default:
+      return false;
+  }
+}
+
+function linuxIf(node: NodeConfig, logical: string): string {
+  const dev = node.interfaces[logical];
+  if (!dev) throw new DriverInputError('actuator', `node "${node.name}" has no interface "${logical}"`);
+  return dev;
+}
+
+function fallbackFlag(scheduler: string): string {
+  return `${scheduler}-fallback`;
+}
+
+/** The pure mapping from config + desired state to what this node's kernel should hold (VIP groups aside). */
+export function nodeWants(config: Config, node: NodeConfig, desired: Desired | null): NodeWants {
+  const sysctls: Record<string, string> = { 'net.ipv4.ip_forward': '1' };
+  const present: AddressWant[] = [];
+  const rules: RuleWant[] = [];
+  const tables: Record<number, RouteWant[]> = {};
+  const managedPriorities: number[] = [];
+  const egressVia = new Map<string, string>();
+  let ipvs: IpvsWant | null = null;
+
+  // Probe routing (both roles): source address per firewall, policy-routed through that firewall.
+  if (node.probe) {
+    const dev = linuxIf(node, node.probe.interface);
+    managedPriorities.push(node.probe.rulePriority);
+    config.firewalls.forEach((fw, i) => {
+      const src = node.probe!.sources[fw.name];
+      if (!src) return;
+      const t = probeTable(node, i);
+      present.push({ dev, address: `${src}/32` });
+      rules.push({ priority: node.probe!.rulePriority, from: src, table: t });
+      tables[t] = [{ dst: 'default', via: node.role === 'ingress' ? fw.ingressAddress : fw.egressAddress, dev }];
+    });
+  }
+
+  if (node.role === 'ingress') {
+    const s = config.ipvsSysctls;
+    sysctls['net.ipv4.vs.expire_nodest_conn'] = s.expireNodestConn ? '1' : '0';
+    sysctls['net.ipv4.vs.expire_quiescent_template'] = s.expireQuiescentTemplate ? '1' : '0';
+    sysctls['net.ipv4.vs.sloppy_tcp'] = s.sloppyTcp ? '1' : '0';
+    const remove = config.policy.downAction === 'remove';
+    const realServers = config.firewalls.flatMap((fw) => {
+      const d = desired?.firewalls[fw.name];
+      if (d && d.state === 'down' && remove) return [];
+      return [{ name: fw.name, address: fw.ingressAddress, weight: d ? d.weight : fw.weight }];
+    });
+    const services: IpvsServiceWant[] = config.services.map((svc) => ({
+      fwmark: svc.fwmark,
+      scheduler: svc.scheduler,
+      // Weight 0 (drain in either mode, down in quiesce mode) drops the clients hashed to it unless the fallback flag is set.
+      flags: [fallbackFlag(svc.scheduler)],
+      realServers,
+    }));
+    ipvs = { services, downAction: config.policy.downAction };
+    for (const svc of config.services) {
+      managedPriorities.push(svc.rulePriority);
+      rules.push({ priority: svc.rulePriority, fwmark: svc.fwmark, table: svc.localTable });
+      tables[svc.localTable] = [{ dst: 'default', type: 'local', dev: 'lo' }];
+    }
+  } else {
+    const fwIf = linuxIf(node, config.egress.firewallInterface);
+    const serverIf = linuxIf(node, config.egress.serverInterface);
+    managedPriorities.push(config.egress.rulePriority);
+    for (const fw of config.firewalls) {
+      const via = viaFirewall(config, fw, desired);
+      egressVia.set(fw.name, via.name);
+      tables[fw.table] = config.egress.routes.map((dst) => ({ dst, via: via.egressAddress, dev: fwIf }));
+      rules.push({ priority: config.egress.rulePriority, fwmark: fw.mark, iif: serverIf, table: fw.table });
+    }
+  }
+  const routes: RoutesWant = { rules, tables, managedPriorities };
+  return { sysctls, ipvs, addresses: { present, absent: [] }, routes, egressVia };
+}
+
+function viaFirewall(config: Config, fw: FirewallConfig, desired: Desired | null): FirewallConfig {
+  const name = desired?.firewalls[fw.name]?.egressVia ?? fw.name;
+  const via = config.firewalls.find((f) => f.name === name);
+  if (!via) throw new DriverInputError('actuator', `desired state re-points ${fw.name}'s egress table via unknown firewall "${name}"`);
+  return via;
+}
+
+function vipGroupsFor(config: Config, node: NodeConfig): VipGroupWant[] {
+  return config.vipGroups
+    .filter((g) => g.role === node.role)
+    .map((g) => ({ name: g.name, addresses: g.addresses.map((a) => ({ dev: linuxIf(node, a.interface), address: a.address })), garp: g.garp }));
+}
+
+export class Actuator {
+  readonly node: NodeConfig;
+  private readonly sysctl: SysctlDriver;
+  private readonly ipvs: IpvsDriver;
+  private readonly addresses: AddressesDriver;
+  private readonly routes: RoutesDriver;
+  private readonly conntrack: ConntrackDriver;
+  private readonly vips: VipGroup[];
+  private readonly log: DriverLog;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly config: Config, nodeName: string, runner: CommandRunner, opts: ActuatorOptions = {}) {
+    this.node = nodeByName(config, nodeName);
+    this.log = opts.log ?? silentLog;
+    const d = { verify: opts.verify ?? true, log: this.log };
+    this.sysctl = new SysctlDriver(runner, d);
+    this.ipvs = new IpvsDriver(runner, { ...d, fixOrder: opts.fixOrder ?? false });
+    this.addresses = new AddressesDriver(runner, d);
+    this.routes = new RoutesDriver(runner, d);
+    this.conntrack = new ConntrackDriver(runner);
+    this.vips = vipGroupsFor(config, this.node).map((g) => new VipGroup(runner, g, { ...d, timers: opts.timers, canAnnounce: opts.canAnnounce }));
+  }
+
+  /** VIP groups this node can hold, with their current state. */
+  get vipGroups(): readonly VipGroup[] {
+    return this.vips;
+  }
+
+  /**
+   * Brings the kernel to `desired` (null: configured weights, every table via its own firewall).
+   * Calls are serialised. Order: sysctls, IPVS, rules/routes (+ conntrack flush), probe addresses; on takeover
+   * the VIP addresses and ARP come last;
+   * on losing the VIPs, the VIP addresses go first.
+   */
+  reconcile(desired: Desired | null, opts: ReconcileOptions): Promise<ActuatorResult> {
+    return this.serial(() => this.run(desired, opts));
+  }
+
+  /** Shutdown: release the VIP groups (addresses removed, announcements stopped); the data path stays (fail-static). */
+  release(): Promise<ActuatorResult> {
+    return this.serial(async () => {
+      const elapsed = timer();
+      const results: ReconcileResult[] = [];
+      const errors: DriverFailure[] = [];
+      await this.releaseVips(results, errors);
+      return { results, errors, applied: this.summary(null, null, null), durationMs: elapsed() };
+    });
+  }
+
+  /** Stops ARP timers without touching the kernel (tests, plan). */
+  close(): void {
+    for (const v of this.vips) v.close();
+  }
+
+  /** Resolves when background ARP runs have finished. */
+  async settled(): Promise<void> {
+    await Promise.all(this.vips.map((v) => v.settled()));
+  }
+
+  /** `sandwich plan`: the commands a reconcile would run, reading the real kernel through `reader`. */
+  static async plan(config: Config, nodeName: string, reader: CommandRunner, desired: Desired | null, opts: ReconcileOptions): Promise<{ commands: string[]; errors: DriverFailure[] }> {
+    const planner = new PlanRunner(reader, isReadCommand);
+    const a = new Actuator(config, nodeName, planner, { verify: false, timers: new ManualTimers() });
+    try {
+      const r = await a.reconcile(desired, opts);
+      return { commands: [...planner.planned], errors: r.errors };
+    } finally {
+      a.close();
+    }
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(fn, fn);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async step<T extends ReconcileResult>(driver: string, results: ReconcileResult[], errors: DriverFailure[], fn: () => Promise<T>): Promise<T | null> {
+    try {
+      const r = await fn();
+      results.push(r);
+      if (r.commands.length) this.log({ level: 'info', driver: r.driver, message: `${r.driver}: ${r.differences.join('; ') || 'changed'}`, commands: r.commands, durationMs: r.durationMs });
+      return r;
+    } catch (e) {
+      const error = e instanceof Error ? e : new Error(String(e));
+      errors.push({ driver: e instanceof DriverError ? e.driver : driver, error });
+      this.log({ level: 'error', driver, message: error.message });
+      return null;
+    }
+  }
+
+  private async releaseVips(results: ReconcileResult[], errors: DriverFailure[]): Promise<void> {
+    for (const v of this.vips) await this.step(v.driver, results, errors, () => v.release());
+  }
+
+  private async run(desired: Desired | null, opts: ReconcileOptions): Promise<ActuatorResult> {
+    const elapsed = timer();
+    const results: ReconcileResult[] = [];
+    const errors: DriverFailure[] = [];
+    let wants: NodeWants;
+    try {
+      wants = nodeWants(this.config, this.node, desired);
+    } catch (e) {
+      errors.push({ driver: 'actuator', error: e as Error });
+      if (!opts.holdsVips) await this.releaseVips(results, errors);
+      return { results, errors, applied: this.summary(desired, null, null), durationMs: elapsed() };
+    }
+    if (!opts.holdsVips) await this.releaseVips(results, errors);
+    await this.step('sysctl', results, errors, () => this.sysctl.reconcile(wants.sysctls));
+    const ipvs = wants.ipvs ? await this.step('ipvs', results, errors, () => this.ipvs.reconcile(wants.ipvs!)) : null;
+    const routes = await this.step<RoutesResult>('routes', results, errors, () => this.routes.reconcile(wants.routes));
+    if (routes && this.node.role === 'egress' && this.config.egress.flushConntrack) {
+      // A table that just moved away from its own firewall: that firewall's marked flows must be re-marked.
+      for (const fw of this.config.firewalls) {
+        if (routes.changedTables.includes(fw.table) && wants.egressVia.get(fw.name) !== fw.name) {
+          await this.step('conntrack', results, errors, () => this.conntrack.flushMark(fw.mark));
+        }
+      }
+    }
+    // Probe source addresses last among the data-path steps: nothing urgent depends on them.
+    await this.step('addresses', results, errors, () => this.addresses.reconcile(wants.addresses));
+    if (opts.holdsVips) for (const v of this.vips) await this.step(v.driver, results, errors, () => v.reconcile(true));
+    return {
+      results,
+      errors,
+      applied: this.summary(desired, wants.ipvs && ipvs ? wants.ipvs : null, routes ? wants : null),
+      durationMs: elapsed(),
+    };
+  }
+
+  private summary(desired: Desired | null, ipvs: IpvsWant | null, wants: NodeWants | null): AppliedState {
+    const byAddress = new Map(this.config.firewalls.map((f) => [f.ingressAddress, f.name]));
+    const isIngress = this.node.role === 'ingress';
+    return {
+      node: this.node.name,
+      role: this.node.role,
+      revision: desired?.revision ?? null,
+      ipvs: !isIngress
+        ? []
+        : ipvs
+          ? ipvs.services.map((s) => ({
+              service: this.config.services.find((c) => c.fwmark === s.fwmark)?.name ?? String(s.fwmark),
+              fwmark: s.fwmark,
+              scheduler: s.scheduler,
+              flags: [...s.flags],
+              realServers: s.realServers.map((r) => ({ firewall: byAddress.get(r.address) ?? r.address, address: r.address, weight: r.weight })),
+            }))
+          : null,
+      egressTables: isIngress
+        ? []
+        : wants
+          ? this.config.firewalls.map((fw) => {
+              const via = wants.egressVia.get(fw.name) ?? fw.name;
+              return { firewall: fw.name, table: fw.table, via, nextHop: this.config.firewalls.find((f) => f.name === via)?.egressAddress ?? '' };
+            })
+          : null,
+      vips: this.vips.map((v) => ({ group: v.group.name, held: v.held, addresses: v.group.addresses.map((a) => `${a.address} dev ${a.dev}`) })),
+    };
+  }
+}

@@ -1,0 +1,141 @@
+// Interface addresses (probe sources, VIPs): read `ip -j addr show dev X`, add what is missing, delete what must go.
+import { isIPv4, isIPv6 } from 'node:net';
+import { CommandFailedError, formatCommand, type CommandRunner } from './runner';
+import {
+  DriverInputError,
+  KernelParseError,
+  KernelUnavailableError,
+  KernelVerifyError,
+  parseJsonArray,
+  timer,
+  stderrOf,
+  wrapCommandError,
+  type DriverOptions,
+  type ReconcileResult,
+} from './types';
+
+const DRIVER = 'addresses';
+const IFNAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
+
+export interface AddressWant {
+  readonly dev: string;
+  /** With prefix length, e.g. "192.0.2.254/24". */
+  readonly address: string;
+}
+
+export interface AddressesWant {
+  /** Must be on their interface with exactly this prefix length. */
+  readonly present: readonly AddressWant[];
+  /** Must not be on their interface (any prefix length). Addresses in neither list are left alone. */
+  readonly absent: readonly AddressWant[];
+}
+
+export interface KernelAddress {
+  readonly family: 'inet' | 'inet6';
+  readonly local: string;
+  readonly prefixlen: number;
+}
+
+export function parseAddresses(json: string, dev: string, command: string): KernelAddress[] {
+  const links = parseJsonArray(DRIVER, command, json);
+  const out: KernelAddress[] = [];
+  links.forEach((l, i) => {
+    const fail = (reason: string): never => {
+      throw new KernelParseError(DRIVER, command, JSON.stringify(l), reason, i + 1);
+    };
+    if (typeof l !== 'object' || l === null) fail('link is not an object');
+    const o = l as Record<string, unknown>;
+    // `ip -j addr show dev X` also prints an empty object for links filtered out on some versions.
+    if (o.ifname === undefined && Object.keys(o).length === 0) return;
+    if (o.ifname !== dev) fail(`expected interface ${dev}`);
+    const info = o.addr_info ?? [];
+    if (!Array.isArray(info)) fail('addr_info is not a list');
+    for (const a of info as unknown[]) {
+      const x = a as Record<string, unknown>;
+      if (typeof x !== 'object' || x === null || typeof x.local !== 'string' || typeof x.prefixlen !== 'number' || (x.family !== 'inet' && x.family !== 'inet6')) {
+        fail(`address entry ${JSON.stringify(a)} lacks family/local/prefixlen`);
+      }
+      out.push({ family: x.family as 'inet' | 'inet6', local: x.local as string, prefixlen: x.prefixlen as number });
+    }
+  });
+  return out;
+}
+
+export async function readAddresses(runner: CommandRunner, dev: string): Promise<KernelAddress[]> {
+  const args = ['-j', 'addr', 'show', 'dev', dev];
+  try {
+    return parseAddresses((await runner.run('ip', args)).stdout, dev, formatCommand('ip', args));
+  } catch (e) {
+    if (e instanceof CommandFailedError && /does not exist/.test(stderrOf(e))) throw new KernelUnavailableError(DRIVER, `${DRIVER}: interface ${dev} does not exist`);
+    throw wrapCommandError(DRIVER, 'ip', args, e);
+  }
+}
+
+function split(cidr: string): { ip: string; len: number } {
+  const [ip = '', len = ''] = cidr.split('/');
+  return { ip, len: Number(len) };
+}
+
+function validate(want: AddressesWant): void {
+  for (const a of [...want.present, ...want.absent]) {
+    if (!IFNAME_RE.test(a.dev)) throw new DriverInputError(DRIVER, `"${a.dev}" is not an interface name`);
+    const { ip, len } = split(a.address);
+    const max = isIPv4(ip) ? 32 : isIPv6(ip) ? 128 : -1;
+    if (max < 0 || !/^\d+$/.test(a.address.split('/')[1] ?? '') || len > max) throw new DriverInputError(DRIVER, `"${a.address}" is not an address with a prefix length`);
+  }
+}
+
+function plan(state: Map<string, KernelAddress[]>, want: AddressesWant): { differences: string[]; steps: string[][] } {
+  const differences: string[] = [];
+  const adds: string[][] = [];
+  const dels: string[][] = [];
+  for (const w of want.present) {
+    const { ip, len } = split(w.address);
+    const cur = (state.get(w.dev) ?? []).filter((k) => k.local === ip);
+    if (cur.some((k) => k.prefixlen === len)) continue;
+    differences.push(`${w.dev}: ${w.address} ${cur.length ? `present as /${cur.map((k) => k.prefixlen).join(', /')}` : 'missing'}`);
+    adds.push(['addr', 'add', w.address, 'dev', w.dev]);
+    // Same address with another prefix: remove it after the right one is in place.
+    for (const k of cur) dels.push(['addr', 'del', `${k.local}/${k.prefixlen}`, 'dev', w.dev]);
+  }
+  for (const w of want.absent) {
+    const { ip } = split(w.address);
+    for (const k of (state.get(w.dev) ?? []).filter((x) => x.local === ip)) {
+      differences.push(`${w.dev}: ${k.local}/${k.prefixlen} present, want absent`);
+      dels.push(['addr', 'del', `${k.local}/${k.prefixlen}`, 'dev', w.dev]);
+    }
+  }
+  return { differences, steps: [...adds, ...dels] };
+}
+
+export class AddressesDriver {
+  constructor(private readonly runner: CommandRunner, private readonly opts: DriverOptions = {}) {}
+
+  private async read(want: AddressesWant): Promise<Map<string, KernelAddress[]>> {
+    const devs = [...new Set([...want.present, ...want.absent].map((a) => a.dev))];
+    const state = new Map<string, KernelAddress[]>();
+    for (const d of devs) state.set(d, await readAddresses(this.runner, d));
+    return state;
+  }
+
+  /** `driver` names the result (e.g. "vip:ingress"); the default is "addresses". */
+  async reconcile(want: AddressesWant, driver = DRIVER): Promise<ReconcileResult> {
+    const elapsed = timer();
+    validate(want);
+    const p = plan(await this.read(want), want);
+    const commands: string[] = [];
+    for (const args of p.steps) {
+      commands.push(formatCommand('ip', args));
+      try {
+        await this.runner.run('ip', args);
+      } catch (e) {
+        throw wrapCommandError(driver, 'ip', args, e);
+      }
+    }
+    if (commands.length && (this.opts.verify ?? true)) {
+      const again = plan(await this.read(want), want);
+      if (again.differences.length) throw new KernelVerifyError(driver, again.differences, commands);
+    }
+    return { driver, differences: p.differences, commands, durationMs: elapsed() };
+  }
+}

@@ -1,0 +1,305 @@
+// Policy rules and routes in managed tables: read `ip -j rule show` / `ip -j route show table N`, apply the difference.
+import { isIPv4 } from 'node:net';
+import { formatCommand, type CommandRunner } from './runner';
+import {
+  DriverInputError,
+  KernelParseError,
+  KernelVerifyError,
+  parseJsonArray,
+  runFor,
+  timer,
+  type DriverOptions,
+  type ReconcileResult,
+} from './types';
+
+const DRIVER = 'routes';
+const IFNAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
+
+export interface RuleWant {
+  readonly priority: number;
+  /** Source address or prefix ("10.1.0.21" = /32). */
+  readonly from?: string;
+  readonly fwmark?: number;
+  readonly iif?: string;
+  readonly table: number;
+}
+
+export interface RouteWant {
+  /** "default", "203.0.113.0/24" or a host address. */
+  readonly dst: string;
+  readonly via?: string;
+  readonly dev?: string;
+  readonly type?: 'local';
+}
+
+export interface RoutesWant {
+  /** Every rule at a managed priority (see managedPriorities) that is not listed here is deleted. */
+  readonly rules: readonly RuleWant[];
+  /** Managed tables and their complete contents (IPv4); other tables are not read or touched. */
+  readonly tables: Readonly<Record<number, readonly RouteWant[]>>;
+  /** Priorities we own besides those of `rules` (so rules there can be removed when none is wanted). */
+  readonly managedPriorities?: readonly number[];
+}
+
+export interface RoutesResult extends ReconcileResult {
+  /** Tables whose routes were changed in this pass. */
+  readonly changedTables: number[];
+}
+
+// --- parsed kernel state ---
+
+export interface KernelRule {
+  readonly priority: number;
+  readonly from?: string;
+  readonly fwmark?: number;
+  readonly fwmask?: number;
+  readonly iif?: string;
+  readonly oif?: string;
+  /** Number, or a name from rt_tables that is not one of local/main/default. */
+  readonly table?: number | string;
+  readonly action?: string;
+  readonly not: boolean;
+  /** Selectors we do not manage (their presence makes the rule "not ours"). */
+  readonly other: readonly string[];
+}
+
+export interface KernelRoute {
+  readonly type: string;
+  /** Normalised: "0.0.0.0/0", "10.0.0.0/8", "10.1.0.5/32". */
+  readonly dst: string;
+  /** As printed, for commands. */
+  readonly dstText: string;
+  readonly gateway?: string;
+  readonly dev?: string;
+  readonly metric: number;
+  readonly multipath: boolean;
+}
+
+const NAMED_TABLES: Record<string, number> = { local: 255, main: 254, default: 253, unspec: 0 };
+const RULE_KEYS = new Set(['priority', 'src', 'srclen', 'fwmark', 'fwmask', 'iif', 'oif', 'table', 'action', 'not', 'flags', 'protocol']);
+
+function tableOf(v: unknown): number | string | undefined {
+  if (v === undefined) return undefined;
+  const s = String(v);
+  if (/^\d+$/.test(s)) return Number(s);
+  return NAMED_TABLES[s] ?? s;
+}
+
+function normPrefix(p: string): string {
+  if (p === 'default') return '0.0.0.0/0';
+  return p.includes('/') ? p : `${p}/32`;
+}
+
+function hostOrPrefix(p: string): string {
+  return p.endsWith('/32') ? p.slice(0, -3) : p;
+}
+
+export function parseRules(json: string, command = 'ip -j rule show'): KernelRule[] {
+  return parseJsonArray(DRIVER, command, json).map((r, i) => {
+    const fail = (reason: string): never => {
+      throw new KernelParseError(DRIVER, command, JSON.stringify(r), reason, i + 1);
+    };
+    if (typeof r !== 'object' || r === null) fail('rule is not an object');
+    const o = r as Record<string, unknown>;
+    if (typeof o.priority !== 'number') fail('rule without numeric priority');
+    const src = o.src;
+    if (src !== undefined && typeof src !== 'string') fail('src is not a string');
+    const from = src === undefined || src === 'all' ? undefined : hostOrPrefix(`${src}/${typeof o.srclen === 'number' ? o.srclen : 32}`);
+    const hex = (k: string): number | undefined => {
+      const v = o[k];
+      if (v === undefined) return undefined;
+      if (typeof v !== 'string' || !/^0x[0-9a-f]+$/i.test(v)) fail(`${k} "${String(v)}" is not hex`);
+      return parseInt(v as string, 16);
+    };
+    return {
+      priority: o.priority as number,
+      from,
+      fwmark: hex('fwmark'),
+      fwmask: hex('fwmask'),
+      iif: typeof o.iif === 'string' ? o.iif : undefined,
+      oif: typeof o.oif === 'string' ? o.oif : undefined,
+      table: tableOf(o.table),
+      action: typeof o.action === 'string' ? o.action : undefined,
+      not: 'not' in o,
+      other: Object.keys(o).filter((k) => !RULE_KEYS.has(k)),
+    };
+  });
+}
+
+export function parseRoutes(json: string, command: string): KernelRoute[] {
+  return parseJsonArray(DRIVER, command, json).map((r, i) => {
+    const fail = (reason: string): never => {
+      throw new KernelParseError(DRIVER, command, JSON.stringify(r), reason, i + 1);
+    };
+    if (typeof r !== 'object' || r === null) fail('route is not an object');
+    const o = r as Record<string, unknown>;
+    if (typeof o.dst !== 'string') fail('route without dst');
+    return {
+      type: typeof o.type === 'string' ? o.type : 'unicast',
+      dst: normPrefix(o.dst as string),
+      dstText: o.dst as string,
+      gateway: typeof o.gateway === 'string' ? o.gateway : undefined,
+      dev: typeof o.dev === 'string' ? o.dev : undefined,
+      metric: typeof o.metric === 'number' ? o.metric : 0,
+      multipath: Array.isArray(o.nexthops),
+    };
+  });
+}
+
+function ruleMatches(k: KernelRule, w: RuleWant): boolean {
+  return (
+    k.priority === w.priority &&
+    k.from === (w.from === undefined ? undefined : hostOrPrefix(normPrefix(w.from))) &&
+    k.fwmark === w.fwmark &&
+    (k.fwmask === undefined || k.fwmask === 0xffffffff) &&
+    k.iif === w.iif &&
+    k.oif === undefined &&
+    k.table === w.table &&
+    k.action === undefined &&
+    !k.not &&
+    k.other.length === 0
+  );
+}
+
+function ruleSelectors(r: { priority: number; from?: string; fwmark?: number; fwmask?: number; iif?: string; oif?: string; not?: boolean }): string[] {
+  const a = ['priority', String(r.priority)];
+  if (r.not) a.push('not');
+  if (r.from !== undefined) a.push('from', r.from);
+  if (r.fwmark !== undefined) a.push('fwmark', r.fwmask !== undefined && r.fwmask !== 0xffffffff ? `0x${r.fwmark.toString(16)}/0x${r.fwmask.toString(16)}` : String(r.fwmark));
+  if (r.iif !== undefined) a.push('iif', r.iif);
+  if (r.oif !== undefined) a.push('oif', r.oif);
+  return a;
+}
+
+function describeRule(r: KernelRule | RuleWant): string {
+  const k = r as Partial<KernelRule>;
+  const parts = [k.not ? 'not' : '', r.from ? `from ${r.from}` : 'from all', r.fwmark !== undefined ? `fwmark ${r.fwmark}` : '', r.iif ? `iif ${r.iif}` : '', k.oif ? `oif ${k.oif}` : ''];
+  parts.push(k.action ? k.action : `lookup ${r.table}`);
+  return parts.filter((p) => p).join(' ');
+}
+
+function describeRoute(r: { via?: string; gateway?: string; dev?: string; type?: string }): string {
+  const via = r.via ?? r.gateway;
+  return [r.type && r.type !== 'unicast' ? r.type : '', via ? `via ${via}` : '', r.dev ? `dev ${r.dev}` : ''].filter((p) => p).join(' ') || 'no next hop';
+}
+
+function routeMatches(k: KernelRoute, w: RouteWant): boolean {
+  return k.type === (w.type ?? 'unicast') && k.gateway === w.via && (w.dev === undefined || k.dev === w.dev) && !k.multipath;
+}
+
+function validate(want: RoutesWant): void {
+  const bad = (m: string): never => {
+    throw new DriverInputError(DRIVER, m);
+  };
+  const prio = (p: number) => Number.isInteger(p) && p >= 0 && p <= 32767;
+  for (const r of want.rules) {
+    if (!prio(r.priority)) bad(`rule priority ${r.priority} is not 0..32767`);
+    if (r.from !== undefined && !isIPv4(r.from.split('/')[0] ?? '')) bad(`rule from "${r.from}" is not an IPv4 address or prefix`);
+    if (r.iif !== undefined && !IFNAME_RE.test(r.iif)) bad(`rule iif "${r.iif}" is not an interface name`);
+    if (r.fwmark !== undefined && (!Number.isInteger(r.fwmark) || r.fwmark < 0 || r.fwmark > 0xffffffff)) bad(`rule fwmark ${r.fwmark} is not a mark`);
+    if (!Number.isInteger(r.table) || r.table < 1) bad(`rule table ${r.table} is not a table number`);
+  }
+  for (const p of want.managedPriorities ?? []) if (!prio(p)) bad(`managed priority ${p} is not 0..32767`);
+  for (const [t, routes] of Object.entries(want.tables)) {
+    if (!/^\d+$/.test(t) || Number(t) < 1) bad(`table "${t}" is not a table number`);
+    const dsts = new Set<string>();
+    for (const r of routes) {
+      const d = normPrefix(r.dst);
+      if (!isIPv4(d.split('/')[0] ?? '')) bad(`table ${t}: dst "${r.dst}" is not an IPv4 prefix or "default"`);
+      if (dsts.has(d)) bad(`table ${t}: dst ${r.dst} wanted twice`);
+      dsts.add(d);
+      if (r.via !== undefined && !isIPv4(r.via)) bad(`table ${t}: via "${r.via}" is not an IPv4 address`);
+      if (r.dev !== undefined && !IFNAME_RE.test(r.dev)) bad(`table ${t}: dev "${r.dev}" is not an interface name`);
+    }
+  }
+}
+
+export interface RoutesKernelState {
+  readonly rules: KernelRule[];
+  readonly tables: Map<number, KernelRoute[]>;
+}
+
+/** One exec: `ip -j -batch -` with `rule show` and one `route show table N` per managed table (one JSON array per line). */
+export async function readRoutes(runner: CommandRunner, tables: readonly number[]): Promise<RoutesKernelState> {
+  const cmds = ['rule show', ...tables.map((t) => `route show table ${t}`)];
+  const args = ['-j', '-batch', '-'];
+  const out = await runFor(DRIVER, runner, 'ip', args, { input: cmds.join('\n') + '\n' });
+  const lines = out.split('\n').filter((l) => l.trim() !== '');
+  if (lines.length !== cmds.length) {
+    throw new KernelParseError(DRIVER, `ip -j -batch - (${cmds.join('; ')})`, lines[lines.length - 1] ?? '', `expected ${cmds.length} JSON line(s), one per command, got ${lines.length}`);
+  }
+  const rules = parseRules(lines[0]!, 'ip -j rule show');
+  const routes = new Map<number, KernelRoute[]>();
+  tables.forEach((t, i) => routes.set(t, parseRoutes(lines[i + 1]!, `ip -j route show table ${t}`)));
+  return { rules, tables: routes };
+}
+
+interface RoutesPlan {
+  differences: string[];
+  /** [file args] in apply order. */
+  steps: string[][];
+  changedTables: number[];
+}
+
+export function planRoutes(state: RoutesKernelState, want: RoutesWant): RoutesPlan {
+  validate(want);
+  const differences: string[] = [];
+  const routeAdds: string[][] = [];
+  const ruleAdds: string[][] = [];
+  const ruleDels: string[][] = [];
+  const routeDels: string[][] = [];
+  const changed = new Set<number>();
+  for (const [t, wanted] of Object.entries(want.tables)) {
+    const table = Number(t);
+    const kernel = [...(state.tables.get(table) ?? [])];
+    for (const w of wanted) {
+      const dst = normPrefix(w.dst);
+      const idx = kernel.findIndex((k) => k.dst === dst && k.metric === 0);
+      const k = idx >= 0 ? kernel.splice(idx, 1)[0] : undefined;
+      if (k && routeMatches(k, w)) continue;
+      differences.push(`table ${table}: ${w.dst} ${k ? describeRoute(k) : 'missing'}, want ${describeRoute(w)}`);
+      routeAdds.push(['route', 'replace', ...(w.type ? [w.type] : []), dst, ...(w.via ? ['via', w.via] : []), ...(w.dev ? ['dev', w.dev] : []), 'table', String(table)]);
+      changed.add(table);
+    }
+    for (const k of kernel) {
+      differences.push(`table ${table}: ${k.dstText} ${describeRoute(k)}${k.metric ? ` metric ${k.metric}` : ''} present, not wanted`);
+      routeDels.push(['route', 'del', ...(k.type !== 'unicast' ? [k.type] : []), k.dst, ...(k.metric ? ['metric', String(k.metric)] : []), 'table', String(table)]);
+      changed.add(table);
+    }
+  }
+  const managed = new Set([...want.rules.map((r) => r.priority), ...(want.managedPriorities ?? [])]);
+  const kernelRules = state.rules.filter((r) => managed.has(r.priority));
+  for (const w of want.rules) {
+    const idx = kernelRules.findIndex((k) => ruleMatches(k, w));
+    if (idx >= 0) {
+      kernelRules.splice(idx, 1);
+      continue;
+    }
+    differences.push(`rule ${w.priority}: ${describeRule(w)} missing`);
+    ruleAdds.push(['rule', 'add', ...ruleSelectors(w), 'lookup', String(w.table)]);
+  }
+  for (const k of kernelRules) {
+    differences.push(`rule ${k.priority}: ${describeRule(k)} present, not wanted`);
+    ruleDels.push(['rule', 'del', ...ruleSelectors(k), ...(k.action ? [k.action] : k.table !== undefined ? ['lookup', String(k.table)] : [])]);
+  }
+  return { differences, steps: [...routeAdds, ...ruleAdds, ...ruleDels, ...routeDels], changedTables: [...changed].sort((a, b) => a - b) };
+}
+
+export class RoutesDriver {
+  constructor(private readonly runner: CommandRunner, private readonly opts: DriverOptions = {}) {}
+
+  async reconcile(want: RoutesWant): Promise<RoutesResult> {
+    const elapsed = timer();
+    const tables = Object.keys(want.tables).map(Number);
+    validate(want);
+    const plan = planRoutes(await readRoutes(this.runner, tables), want);
+    // All changes in one `ip -batch -`; it stops at the first failing line (and says which).
+    const commands = plan.steps.map((args) => formatCommand('ip', args));
+    if (plan.steps.length) await runFor(DRIVER, this.runner, 'ip', ['-batch', '-'], { input: plan.steps.map((a) => a.join(' ')).join('\n') + '\n' });
+    if (commands.length && (this.opts.verify ?? true)) {
+      const again = planRoutes(await readRoutes(this.runner, tables), want);
+      if (again.differences.length) throw new KernelVerifyError(DRIVER, again.differences, commands);
+    }
+    return { driver: DRIVER, differences: plan.differences, commands, durationMs: elapsed(), changedTables: plan.changedTables };
+  }
+}

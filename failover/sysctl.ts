@@ -1,0 +1,78 @@
+// Kernel parameters: read with one `sysctl -n k1 k2 …`, write the differing ones with one `sysctl -w k=v …`.
+import { CommandFailedError, formatCommand, type CommandRunner } from './runner';
+import {
+  DriverInputError,
+  KernelParseError,
+  KernelUnavailableError,
+  KernelVerifyError,
+  runFor,
+  stderrOf,
+  timer,
+  wrapCommandError,
+  type DriverOptions,
+  type ReconcileResult,
+} from './types';
+
+const DRIVER = 'sysctl';
+const KEY_RE = /^[a-z0-9_]+(\.[A-Za-z0-9_-]+)+$/;
+const VALUE_RE = /^[A-Za-z0-9_. :-]*$/;
+
+/** Key (dotted, e.g. net.ipv4.vs.sloppy_tcp) → wanted value. Keys not listed are not touched. */
+export type SysctlWant = Readonly<Record<string, string>>;
+
+/** Multi-value parameters print tab-separated; compare them with single spaces. */
+function norm(v: string): string {
+  return v.trim().split(/\s+/).join(' ');
+}
+
+function missingKey(stderr: string): string | null {
+  const m = /cannot stat \/proc\/sys\/(\S+?):/.exec(stderr);
+  return m ? m[1]!.replace(/\//g, '.') : null;
+}
+
+export async function readSysctls(runner: CommandRunner, keys: readonly string[]): Promise<Map<string, string>> {
+  const args = ['-n', ...keys];
+  let out: string;
+  try {
+    out = (await runner.run('sysctl', args)).stdout;
+  } catch (e) {
+    const key = e instanceof CommandFailedError ? missingKey(stderrOf(e)) : null;
+    if (key) throw new KernelUnavailableError(DRIVER, `${DRIVER}: kernel has no parameter ${key}${key.startsWith('net.ipv4.vs.') ? ' (IPVS not loaded: modprobe ip_vs)' : ''}`);
+    throw wrapCommandError(DRIVER, 'sysctl', args, e);
+  }
+  const lines = out.replace(/\n$/, '').split('\n');
+  if (lines.length !== keys.length) {
+    throw new KernelParseError(DRIVER, formatCommand('sysctl', args), out, `expected ${keys.length} line(s), one per key, got ${lines.length}`);
+  }
+  return new Map(keys.map((k, i) => [k, norm(lines[i]!)]));
+}
+
+export class SysctlDriver {
+  constructor(private readonly runner: CommandRunner, private readonly opts: DriverOptions = {}) {}
+
+  async reconcile(want: SysctlWant): Promise<ReconcileResult> {
+    const elapsed = timer();
+    const keys = Object.keys(want);
+    for (const k of keys) {
+      if (!KEY_RE.test(k)) throw new DriverInputError(DRIVER, `"${k}" is not a sysctl key`);
+      if (!VALUE_RE.test(want[k]!)) throw new DriverInputError(DRIVER, `value ${JSON.stringify(want[k])} for ${k} has characters a sysctl value does not`);
+    }
+    if (keys.length === 0) return { driver: DRIVER, differences: [], commands: [], durationMs: elapsed() };
+    const diff = (cur: Map<string, string>) => keys.filter((k) => cur.get(k) !== norm(want[k]!));
+    const cur = await readSysctls(this.runner, keys);
+    const changing = diff(cur);
+    const differences = changing.map((k) => `${k} = ${cur.get(k)}, want ${norm(want[k]!)}`);
+    const commands: string[] = [];
+    if (changing.length) {
+      const args = ['-w', ...changing.map((k) => `${k}=${norm(want[k]!)}`)];
+      commands.push(formatCommand('sysctl', args));
+      await runFor(DRIVER, this.runner, 'sysctl', args);
+      if (this.opts.verify ?? true) {
+        const again = await readSysctls(this.runner, keys);
+        const left = diff(again);
+        if (left.length) throw new KernelVerifyError(DRIVER, left.map((k) => `${k} = ${again.get(k)}, want ${norm(want[k]!)}`), commands);
+      }
+    }
+    return { driver: DRIVER, differences, commands, durationMs: elapsed() };
+  }
+}

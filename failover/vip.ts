@@ -1,0 +1,162 @@
+// A VIP group: hold = addresses, then gratuitous ARP bursts (now, again after repeatAfterMs, every refreshIntervalMs);
+// release = stop announcing, then remove the addresses. Idempotent: holding a held group does nothing.
+import { isIPv4 } from 'node:net';
+import { AddressesDriver, type AddressWant } from './addresses';
+import { formatCommand, type CommandRunner } from './runner';
+import { systemTimers, type TimerHandle, type Timers } from './timers';
+import { silentLog, timer, type DriverLog, type DriverOptions, type ReconcileResult } from './types';
+
+export interface GarpSettings {
+  /** ARP replies per burst (`arping -c`). */
+  readonly count: number;
+  /** Second burst this long after takeover; 0 = none. */
+  readonly repeatAfterMs: number;
+  /** Re-announce this often while held; 0 = never. */
+  readonly refreshIntervalMs: number;
+}
+
+export interface VipGroupWant {
+  readonly name: string;
+  /** Linux interface names (already mapped from the config's logical names). */
+  readonly addresses: readonly AddressWant[];
+  readonly garp: GarpSettings;
+}
+
+export interface VipOptions extends DriverOptions {
+  timers?: Timers;
+  /** Checked right before every arping is spawned: never announce a leadership we cannot prove. */
+  canAnnounce?: () => boolean;
+}
+
+export type AnnounceReason = 'takeover' | 'repeat' | 'refresh';
+
+export class VipGroup {
+  private held_ = false;
+  private repeatTimer: TimerHandle | null = null;
+  private refreshTimer: TimerHandle | null = null;
+  private abort = new AbortController();
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly addresses: AddressesDriver;
+  private readonly timers: Timers;
+  private readonly log: DriverLog;
+  /** Results of finished arping runs, newest last (bounded). */
+  readonly announcements: { reason: AnnounceReason; address: string; dev: string; ok: boolean; error?: string; durationMs: number }[] = [];
+
+  constructor(private readonly runner: CommandRunner, readonly group: VipGroupWant, private readonly opts: VipOptions = {}) {
+    this.addresses = new AddressesDriver(runner, opts);
+    this.timers = opts.timers ?? systemTimers;
+    this.log = opts.log ?? silentLog;
+  }
+
+  get driver(): string {
+    return `vip:${this.group.name}`;
+  }
+
+  /** True after a successful hold until release. */
+  get held(): boolean {
+    return this.held_;
+  }
+
+  async reconcile(hold: boolean): Promise<ReconcileResult> {
+    return hold ? this.hold() : this.release();
+  }
+
+  private async hold(): Promise<ReconcileResult> {
+    const elapsed = timer();
+    const r = await this.addresses.reconcile({ present: this.group.addresses, absent: [] }, this.driver);
+    const commands = [...r.commands];
+    // Announce on takeover, and again whenever an address had to be (re-)added.
+    if (!this.held_ || r.commands.length > 0) {
+      this.held_ = true;
+      commands.push(...this.announce('takeover'));
+      this.cancelTimers();
+      if (this.group.garp.repeatAfterMs > 0) {
+        this.repeatTimer = this.timers.setTimeout(() => {
+          this.repeatTimer = null;
+          this.announce('repeat');
+        }, this.group.garp.repeatAfterMs);
+      }
+      this.scheduleRefresh();
+    }
+    return { driver: this.driver, differences: r.differences, commands, durationMs: elapsed() };
+  }
+
+  private scheduleRefresh(): void {
+    const every = this.group.garp.refreshIntervalMs;
+    if (every <= 0) return;
+    this.refreshTimer = this.timers.setTimeout(() => {
+      this.refreshTimer = null;
+      if (!this.held_) return;
+      this.announce('refresh');
+      this.scheduleRefresh();
+    }, every);
+  }
+
+  async release(): Promise<ReconcileResult> {
+    const elapsed = timer();
+    this.stopAnnouncing();
+    this.held_ = false;
+    const r = await this.addresses.reconcile({ present: [], absent: this.group.addresses }, this.driver);
+    return { ...r, durationMs: elapsed() };
+  }
+
+  /** Stops timers and in-flight arping runs; leaves the addresses as they are (process shutdown after release). */
+  close(): void {
+    this.stopAnnouncing();
+  }
+
+  /** Resolves when every arping started so far has finished (tests, shutdown). */
+  async settled(): Promise<void> {
+    while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
+  }
+
+  private stopAnnouncing(): void {
+    this.cancelTimers();
+    this.abort.abort();
+    this.abort = new AbortController();
+  }
+
+  private cancelTimers(): void {
+    if (this.repeatTimer) this.timers.clearTimeout(this.repeatTimer);
+    if (this.refreshTimer) this.timers.clearTimeout(this.refreshTimer);
+    this.repeatTimer = this.refreshTimer = null;
+  }
+
+  /** Starts one arping per IPv4 address in the background; returns the commands started. */
+  private announce(reason: AnnounceReason): string[] {
+    const started: string[] = [];
+    for (const a of this.group.addresses) {
+      const ip = a.address.split('/')[0] ?? '';
+      if (!isIPv4(ip)) continue; // IPv6 needs unsolicited neighbour advertisements, not ARP
+      if (this.opts.canAnnounce && !this.opts.canAnnounce()) {
+        this.log({ level: 'warn', driver: this.driver, message: `not announcing ${ip} on ${a.dev} (${reason}): leadership cannot be proven`, reason });
+        continue;
+      }
+      const args = ['-U', '-c', String(this.group.garp.count), '-I', a.dev, ip];
+      started.push(formatCommand('arping', args));
+      const t0 = this.timers.now();
+      const wall = timer();
+      const p = this.runner
+        .run('arping', args, { signal: this.abort.signal, timeoutMs: this.group.garp.count * 1000 + 3000 })
+        .then(
+          () => {
+            this.record({ reason, address: ip, dev: a.dev, ok: true, durationMs: wall() });
+            this.log({ level: 'info', driver: this.driver, message: `announced ${ip} on ${a.dev} (${reason}, ${this.group.garp.count} gratuitous ARP)`, reason, startedAt: t0, durationMs: wall() });
+          },
+          (e: unknown) => {
+            const error = e instanceof Error ? e.message : String(e);
+            this.record({ reason, address: ip, dev: a.dev, ok: false, error, durationMs: wall() });
+            this.log({ level: 'error', driver: this.driver, message: `gratuitous ARP for ${ip} on ${a.dev} (${reason}) failed: ${error}`, reason, durationMs: wall() });
+          },
+        )
+        .finally(() => this.inFlight.delete(p));
+      this.inFlight.add(p);
+    }
+    return started;
+  }
+
+  private record(e: VipGroup['announcements'][number]): void {
+    this.announcements.push(e);
+    if (this.announcements.length > 50) this.announcements.shift();
+  }
+}
