@@ -1,5 +1,7 @@
 // Wiring for `sandwich run` and `sandwich plan`: store, runner, probes, actuator, events, signals.
 import { ProbeEngine } from '../checks/engine';
+import { probeJobs } from '../checks/jobs';
+import { probeFactory } from '../checks/probes';
 import { Actuator } from '../failover/actuator';
 import { ExecRunner } from '../failover/runner';
 import { eventLogPath, nodeByName, type Config } from './config';
@@ -35,16 +37,24 @@ export async function runDaemon(config: Config, nodeName: string): Promise<numbe
   });
   const runner = new ExecRunner(config.timing.commandTimeoutMs);
   const store = await openStore(config, events, nodeName);
-  let node: NodeController | undefined;
+  // The VIP driver asks the node, built below, before every gratuitous ARP.
+  let canAnnounce = (): boolean => false;
   const actuator = new Actuator(config, nodeName, runner, {
-    canAnnounce: () => node?.canAnnounce() ?? false,
+    canAnnounce: () => canAnnounce(),
     log: (e) => events.emit({ event: e.level === 'info' ? 'vip' : 'error', level: e.level, node: nodeName, driver: e.driver, reason: e.message }),
   });
-  node = new NodeController({
+  const node = new NodeController({
     config, node: nodeName, store, events,
     actuator: { reconcile: (d, o) => actuator.reconcile(d, o), releaseVips: async () => void (await actuator.release()) },
-    prober: (onObservation) => new ProbeEngine({ config, node: nodeName, onObservation }),
+    prober: (onObservation) => new ProbeEngine({
+      jobs: probeJobs(config, nodeName),
+      probe: probeFactory(),
+      onObservation,
+      onError: (e) => events.emit({ event: 'error', level: 'error', node: nodeName, reason: `probe result handling: ${e instanceof Error ? e.message : String(e)}` }),
+    }),
   });
+
+  canAnnounce = node.canAnnounce;
 
   let code = 0;
   const stopped = new Promise<string>((resolve) => {

@@ -11,6 +11,8 @@
 // TCP/HTTP probes run in a node process inside the prober ns (a socket cannot be bound in another
 // ns from here); ICMP runs through NetnsRunner.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ProbeJob } from '../../checks/jobs';
 import { icmpRunnerProbe, type ProbeResult } from '../../checks/probes';
@@ -74,6 +76,7 @@ const delta = (a: number[], b: number[]) => b.map((x, i) => x - (a[i] ?? 0));
 
 describe('probes through one firewall (network namespaces)', () => {
   let server: ChildProcess | null = null;
+  const docroot = mkdtempSync(join(tmpdir(), 'pr-www-'));
   const icmp = icmpRunnerProbe(new NetnsRunner(exec, P));
 
   beforeAll(async () => {
@@ -110,7 +113,8 @@ describe('probes through one firewall (network namespaces)', () => {
       // Return path: replies to source N go back through fwN.
       await ip('-n', S, 'route', 'add', `${SRC[i]}/32`, 'via', `10.202.${n}.1`);
     }
-    server = spawn('ip', ['netns', 'exec', S, '/usr/bin/python3', '-m', 'http.server', '--bind', SERVICE, '8080'], { cwd: join(ROOT, 'test/unit/fixtures/ping'), stdio: 'ignore' });
+    writeFileSync(join(docroot, 'index.html'), 'ok\n');
+    server = spawn('ip', ['netns', 'exec', S, '/usr/bin/python3', '-m', 'http.server', '--bind', SERVICE, '8080'], { cwd: docroot, stdio: 'ignore' });
     // Wait until the server answers from inside its ns.
     for (let i = 0; i < 100; i++) {
       try {
@@ -126,6 +130,7 @@ describe('probes through one firewall (network namespaces)', () => {
   afterAll(async () => {
     if (server?.pid) server.kill('SIGKILL');
     for (const ns of [P, ...FW, S]) await ip('netns', 'del', ns).catch(() => undefined);
+    rmSync(docroot, { recursive: true, force: true });
   });
 
   it('has no path without the source rules', async () => {
