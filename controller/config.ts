@@ -119,7 +119,8 @@ const EgressSchema = z.strictObject({
   serverInterface: name.default('server'),
   /** Destinations put in every per-firewall table (the routes back towards the clients). */
   routes: z.array(prefix).min(1).default(['default']),
-  rulePriority: z.number().int().min(1).max(32765).default(500),
+  /** Priority of the `fwmark N iif <server> lookup <table>` rules; the probe-reply rules use one less. */
+  rulePriority: z.number().int().min(2).max(32765).default(500),
   /** Delete conntrack entries carrying a dead firewall's mark when its table is re-pointed. */
   flushConntrack: z.boolean().default(true),
 });

@@ -19,7 +19,9 @@ export async function openStore(config: Config, events?: EventLog, node = 'cli')
 function storeEvent(node: string, e: EtcdStoreEvent): SandwichEvent {
   switch (e.type) {
     case 'lease-granted': return { event: 'leader', node, reason: `etcd session ${e.leaseId} granted (TTL ${e.ttlMs} ms)` };
-    case 'lease-lost': return { event: 'leader', level: 'warn', node, reason: `etcd session ${e.leaseId} lost: ${e.reason}` };
+    case 'lease-lost': return e.reason === 'store closed'
+      ? { event: 'leader', node, reason: `etcd session ${e.leaseId} closed` }
+      : { event: 'leader', level: 'warn', node, reason: `etcd session ${e.leaseId} lost: ${e.reason}` };
     case 'keepalive-failed': return { event: 'error', level: 'warn', node, reason: `etcd keepalive for ${e.leaseId} failed: ${e.error.message}` };
     case 'bad-value': return { event: 'error', level: 'warn', node, reason: `ignored a bad value in etcd: ${e.error.message}` };
     case 'watch-error': return { event: 'error', level: 'warn', node, reason: `etcd watch: ${e.error.message}` };
@@ -41,7 +43,7 @@ export async function runDaemon(config: Config, nodeName: string): Promise<numbe
   let canAnnounce = (): boolean => false;
   const actuator = new Actuator(config, nodeName, runner, {
     canAnnounce: () => canAnnounce(),
-    log: (e) => events.emit({ event: e.level === 'info' ? 'vip' : 'error', level: e.level, node: nodeName, driver: e.driver, reason: e.message }),
+    log: ({ level, driver, message, durationMs }) => events.emit({ event: 'vip', level, node: nodeName, driver, reason: message, ...(typeof durationMs === 'number' ? { durationMs } : {}) }),
   });
   const node = new NodeController({
     config, node: nodeName, store, events,

@@ -51,7 +51,8 @@
  *    one sentence in `reasons` per changed entry (config order). No change → the previous
  *    revision, decidedBy and decidedAt, changed false, reasons []. Per entry: since = now when
  *    its state changed, else the previous since; its reason is rewritten when its state,
- *    failOpen or healthySince changed, else the previous reason is kept. So an unchanged
+ *    failOpen or healthySince changed, or when it said "assumed up" and evidence has arrived;
+ *    else the previous reason is kept. So an unchanged
  *    decision can still differ from the previous one in healthySince and the reason of a
  *    recovering firewall (hold-down bookkeeping): store it when it differs (desiredEqual).
  *
@@ -59,6 +60,8 @@
  */
 import { checksFor, type CheckConfig, type Config, type FirewallConfig } from './config';
 import type { Decision, Desired, DesiredFirewall, Drain, FirewallState, Maintenance, Observation, Snapshot } from './types';
+
+const ASSUMED = 'no observations yet; assumed up';
 
 interface Vote {
   readonly node: string;
@@ -126,7 +129,9 @@ export function decide(snapshot: Snapshot): Decision {
     const healthySince = v.state === 'down' && a.health.kind === 'recovering' ? a.health.healthySince : null;
     const stateChanged = prev === undefined || prev.state !== v.state;
     const failOpenChanged = (prev?.failOpen ?? false) !== v.failOpen;
-    const reason = prev === undefined || stateChanged || failOpenChanged || prev.healthySince !== healthySince
+    // An "assumed up" sentence is replaced once evidence arrives, so status never shows a stale assumption.
+    const assumptionConfirmed = prev !== undefined && prev.reason.endsWith(ASSUMED) && a.evidence !== 'none';
+    const reason = prev === undefined || stateChanged || failOpenChanged || prev.healthySince !== healthySince || assumptionConfirmed
       ? sentence(a, v, snapshot)
       : prev.reason;
     firewalls[name] = { state: v.state, weight, egressVia, reason, since: stateChanged ? now : prev.since, healthySince, failOpen: v.failOpen };
@@ -368,7 +373,7 @@ function sentence(a: Assessment, v: Verdict, s: Snapshot): string {
     return `${name} down: ${evidenceParts(a).join('; ')}`;
   }
   if (v.state === 'draining') return `${name} draining: ${a.drainedBy.join('; ')}`;
-  if (h.kind === 'healthy' && h.via === 'assumed') return `${name} up: no observations yet; assumed up`;
+  if (h.kind === 'healthy' && h.via === 'assumed') return `${name} up: ${ASSUMED}`;
   if (h.kind === 'healthy' && h.via === 'kept') return `${name} up: no current observations; keeping previous state`;
   const parts = evidenceParts(a);
   if (h.kind === 'healthy' && h.via === 'hold-down-passed' && h.healthySince !== null) {

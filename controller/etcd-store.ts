@@ -212,6 +212,7 @@ export class EtcdStore implements CoordinationStore {
     this.now = opts.now ?? Date.now;
     const cooldownMs = opts.memberCooldownMs ?? opts.callTimeoutMs;
     const callTimeoutMs = opts.callTimeoutMs;
+    const single = opts.endpoints.length === 1;
     const options: IOptions = {
       hosts: [...opts.endpoints],
       dialTimeout: callTimeoutMs,
@@ -219,13 +220,14 @@ export class EtcdStore implements CoordinationStore {
       // Streams (watch) live long and get no deadline; keepalive streams set their own.
       // Each attempt gets half the call's time, so a frozen member leaves time to retry on another;
       // the call's own deadline (callDeadline) caps all attempts together.
+      // With a single member there is nowhere else to go: one attempt gets the whole time, and the member is never skipped.
       defaultCallOptions: (ctx) => {
         if (ctx.isStream) return {};
-        const attempt = Date.now() + Math.max(MIN_ATTEMPT_MS, callTimeoutMs / 2);
+        const attempt = Date.now() + (single ? callTimeoutMs : Math.max(MIN_ATTEMPT_MS, callTimeoutMs / 2));
         return { deadline: Math.min(attempt, callDeadline.getStore() ?? attempt) };
       },
       faultHandling: {
-        host: (h: string) => new MemberGate(h, cooldownMs) as unknown as ReturnType<FaultHandling['host']>,
+        host: (h: string) => (single ? { execute: <T>(fn: () => T | PromiseLike<T>) => Promise.resolve().then(fn) } : new MemberGate(h, cooldownMs)) as unknown as ReturnType<FaultHandling['host']>,
         global: retryOnOtherMember as unknown as FaultHandling['global'],
         watchBackoff: { duration: 250, next() { return this; } } as unknown as FaultHandling['watchBackoff'],
       },

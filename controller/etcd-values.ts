@@ -28,6 +28,7 @@ const DesiredFirewallValue = z.strictObject({
   reason: z.string(),
   since: time,
   healthySince: time.nullable(),
+  failOpen: z.boolean().optional(),
 });
 
 export const DesiredValue = z.strictObject({

@@ -81,7 +81,7 @@ class RotatingFileTransport extends Transport {
 
 const eventLine = winston.format.printf((info) => {
   // One field order on disk: ts, level, event, node, firewall, check, reason, then the rest.
-  const { ts, level, event, node, firewall, check, reason, message: _m, ...rest } = info as Record<string, unknown>;
+  const { ts, level, event, node, firewall, check, reason, message: _m, timestamp: _t, ...rest } = info as Record<string, unknown>;
   return JSON.stringify({ ts, level, event, node, firewall, check, reason, ...rest });
 });
 

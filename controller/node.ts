@@ -18,7 +18,7 @@ export interface NodeActuator {
 }
 
 export interface ActResult {
-  readonly results: readonly { driver: string; differences: readonly string[]; commands: readonly string[]; durationMs: number }[];
+  readonly results: readonly { driver: string; differences: readonly string[]; commands: readonly string[]; durationMs: number; drift?: boolean }[];
   /** Drivers that failed this pass; the others still applied. */
   readonly errors?: readonly { driver: string; error: Error }[];
   readonly applied: unknown;
@@ -96,11 +96,14 @@ export class NodeController {
     this.emit({ event: 'lifecycle', node: this.self.name, reason: `${this.self.name} starting as ${this.role} node (store ${c.store.kind})` });
     this.prober = this.deps.prober((o, changed) => this.onObservation(o, changed));
     this.unwatch = this.deps.store.watch((e) => {
-      if (e === 'desired') void this.refreshDesired().then(() => this.requestReconcile());
+      if (e === 'desired') void this.refreshDesired().then(() => this.kickReconcile(), (err) => this.storeTrouble('read desired', err));
       if (e === 'observations' || e === 'drains' || e === 'maintenance') void this.decideNow();
       if (e === 'switchover') void this.tick();
     });
     await this.refreshDesired().catch((e) => this.storeTrouble('read desired', e));
+    // Probe sources and their policy routing must exist before the first probe, or every probe
+    // fails at start-up ("cannot assign requested address") and firewalls are judged on nothing.
+    await this.requestReconcile();
     this.prober.start();
     this.lifecycle = 'RUNNING';
     this.every(c.timing.decideIntervalMs, () => this.tick());
@@ -164,8 +167,10 @@ export class NodeController {
     return (await this.deps.store.getLeader('ingress')) === null;
   }
 
+  private ticking = false;
   private async tick(): Promise<void> {
-    if (this.lifecycle !== 'RUNNING' || this.stopping) return;
+    if (this.lifecycle !== 'RUNNING' || this.stopping || this.ticking) return;
+    this.ticking = true;
     try {
       await this.handleSwitchover();
       if (this.leadership) await this.confirmLeadership(this.leadership);
@@ -173,6 +178,8 @@ export class NodeController {
       await this.decideNow();
     } catch (e) {
       this.storeTrouble('tick', e);
+    } finally {
+      this.ticking = false;
     }
   }
 
@@ -186,7 +193,7 @@ export class NodeController {
     this.leadership = l;
     this.emit({ event: 'leader', node: this.self.name, reason: `${this.self.name} is now ${this.role} leader${sw ? ` (switchover requested by ${sw.requestedBy})` : ''}` });
     void l.lost.then(() => this.onLeadershipLost(l, 'leadership lost in the store'));
-    await this.requestReconcile();
+    this.kickReconcile();
   }
 
   /** The leader key can vanish without the session ending (deleted by hand): re-read it each tick. */
@@ -242,9 +249,10 @@ export class NodeController {
 
   private deciding = false;
   private async decideNow(): Promise<void> {
-    if (this.deciding || this.stopping || !(await this.isDecider())) return;
+    if (this.deciding || this.stopping) return;
     this.deciding = true;
     try {
+      if (!(await this.isDecider())) return;
       const store = this.deps.store;
       const [observations, drains, maintenance, current] = await Promise.all([
         store.listObservations(), store.listDrains(), store.listMaintenance(), store.getDesired(),
@@ -262,7 +270,7 @@ export class NodeController {
         this.emit({ event: 'verdict', node: this.self.name, ...(fw ? { firewall: fw } : {}), reason, revision: d.desired.revision });
       }
       await this.refreshDesired();
-      await this.requestReconcile();
+      this.kickReconcile();
     } catch (e) {
       this.storeTrouble('decide', e);
     } finally {
@@ -277,7 +285,12 @@ export class NodeController {
 
   // --- act ---
 
-  /** Serialised: one reconcile at a time; a request during a run causes one more run. */
+  /** Starts a reconcile without waiting for it: deciding and campaigning must never wait on the kernel. */
+  private kickReconcile(): void {
+    void this.requestReconcile();
+  }
+
+  /** Serialised: one reconcile at a time; a request during a run causes one more run. Never rejects. */
   requestReconcile(): Promise<void> {
     if (this.reconcileRunning) {
       this.reconcileAgain = true;
@@ -300,11 +313,11 @@ export class NodeController {
     try {
       const r = await this.deps.actuator.reconcile(desired, { holdsVips: wantVips });
       const revision = desired?.revision ?? null;
-      const sameRevision = revision === this.appliedRevision;
       const drift: string[] = [];
       for (const res of r.results) {
         if (res.commands.length === 0) continue;
-        const kind = sameRevision && !(res.driver === 'vip' && wantVips !== this.holdsVips) ? 'drift' : 'kernel';
+        // Drift: the kernel differed although what we want had not changed (someone changed it behind us).
+        const kind = res.drift ? 'drift' : 'kernel';
         if (kind === 'drift') drift.push(...res.differences.map((d) => `${res.driver}: ${d}`));
         this.emit({
           event: kind, level: kind === 'drift' ? 'warn' : 'info', node: this.self.name, driver: res.driver,
@@ -319,7 +332,8 @@ export class NodeController {
         await this.dropVips('leadership lapsed during reconcile');
       } else if (wantVips !== this.holdsVips) {
         this.holdsVips = wantVips;
-        if (wantVips) this.emit({ event: 'vip', node: this.self.name, reason: `holding VIP group${this.config.vipGroups.filter((g) => g.role === this.role).map((g) => ` ${g.name}`).join(',')}; gratuitous ARP sent` });
+        const groups = this.config.vipGroups.filter((g) => g.role === this.role);
+        if (wantVips && groups.length > 0) this.emit({ event: 'vip', node: this.self.name, reason: `holding VIP group${groups.map((g) => ` ${g.name}`).join(',')}; gratuitous ARP sent` });
       }
       this.reportDriverErrors(r.errors ?? []);
       this.appliedRevision = revision;

@@ -144,13 +144,21 @@ export function nodeWants(config: Config, node: NodeConfig, desired: Desired | n
   } else {
     const fwIf = linuxIf(node, config.egress.firewallInterface);
     const serverIf = linuxIf(node, config.egress.serverInterface);
-    managedPriorities.push(config.egress.rulePriority);
-    for (const fw of config.firewalls) {
+    managedPriorities.push(config.egress.rulePriority, config.egress.rulePriority - 1);
+    config.firewalls.forEach((fw, i) => {
       const via = viaFirewall(config, fw, desired);
       egressVia.set(fw.name, via.name);
       tables[fw.table] = config.egress.routes.map((dst) => ({ dst, via: via.egressAddress, dev: fwIf }));
       rules.push({ priority: config.egress.rulePriority, fwmark: fw.mark, iif: serverIf, table: fw.table });
-    }
+      // Replies to the ingress nodes' probes for this firewall always go back through it, even while
+      // its table is re-pointed: otherwise a firewall once declared down could never be seen recovering.
+      const pinned = probeTable(node, i);
+      tables[pinned] = [{ dst: 'default', via: fw.egressAddress, dev: fwIf }];
+      for (const n of config.nodes) {
+        const src = n.role === 'ingress' ? n.probe?.sources[fw.name] : undefined;
+        if (src) rules.push({ priority: config.egress.rulePriority - 1, to: src, iif: serverIf, table: pinned });
+      }
+    });
   }
   const routes: RoutesWant = { rules, tables, managedPriorities };
   return { sysctls, ipvs, addresses: { present, absent: [] }, routes, egressVia };
@@ -246,22 +254,30 @@ export class Actuator {
     return next;
   }
 
-  private async step<T extends ReconcileResult>(driver: string, results: ReconcileResult[], errors: DriverFailure[], fn: () => Promise<T>): Promise<T | null> {
+  /** The want each driver last applied successfully (JSON), to tell drift from a change of want. */
+  private readonly lastWant = new Map<string, string>();
+
+  /** Runs one driver; `want` (when given) lets a change found with an unchanged want be reported as drift. */
+  private async step<T extends ReconcileResult>(driver: string, results: ReconcileResult[], errors: DriverFailure[], fn: () => Promise<T>, want?: unknown): Promise<T | null> {
+    const key = want === undefined ? undefined : JSON.stringify(want);
     try {
       const r = await fn();
-      results.push(r);
-      if (r.commands.length) this.log({ level: 'info', driver: r.driver, message: `${r.driver}: ${r.differences.join('; ') || 'changed'}`, commands: r.commands, durationMs: r.durationMs });
+      const drift = key !== undefined && r.commands.length > 0 && this.lastWant.get(driver) === key;
+      if (key === undefined) this.lastWant.delete(driver);
+      else this.lastWant.set(driver, key);
+      // Results and errors are returned to the caller, which logs them; drivers log only what happens in the background (ARP).
+      results.push(drift ? { ...r, drift } : r);
       return r;
     } catch (e) {
+      this.lastWant.delete(driver);
       const error = e instanceof Error ? e : new Error(String(e));
       errors.push({ driver: e instanceof DriverError ? e.driver : driver, error });
-      this.log({ level: 'error', driver, message: error.message });
       return null;
     }
   }
 
   private async releaseVips(results: ReconcileResult[], errors: DriverFailure[]): Promise<void> {
-    for (const v of this.vips) await this.step(v.driver, results, errors, () => v.release());
+    for (const v of this.vips) await this.step(v.driver, results, errors, () => v.release(), false);
   }
 
   private async run(desired: Desired | null, opts: ReconcileOptions): Promise<ActuatorResult> {
@@ -277,9 +293,9 @@ export class Actuator {
       return { results, errors, applied: this.summary(desired, null, null), durationMs: elapsed() };
     }
     if (!opts.holdsVips) await this.releaseVips(results, errors);
-    await this.step('sysctl', results, errors, () => this.sysctl.reconcile(wants.sysctls));
-    const ipvs = wants.ipvs ? await this.step('ipvs', results, errors, () => this.ipvs.reconcile(wants.ipvs!)) : null;
-    const routes = await this.step<RoutesResult>('routes', results, errors, () => this.routes.reconcile(wants.routes));
+    await this.step('sysctl', results, errors, () => this.sysctl.reconcile(wants.sysctls), wants.sysctls);
+    const ipvs = wants.ipvs ? await this.step('ipvs', results, errors, () => this.ipvs.reconcile(wants.ipvs!), wants.ipvs) : null;
+    const routes = await this.step<RoutesResult>('routes', results, errors, () => this.routes.reconcile(wants.routes), wants.routes);
     if (routes && this.node.role === 'egress' && this.config.egress.flushConntrack) {
       // A table that just moved away from its own firewall: that firewall's marked flows must be re-marked.
       for (const fw of this.config.firewalls) {
@@ -289,8 +305,8 @@ export class Actuator {
       }
     }
     // Probe source addresses last among the data-path steps: nothing urgent depends on them.
-    await this.step('addresses', results, errors, () => this.addresses.reconcile(wants.addresses));
-    if (opts.holdsVips) for (const v of this.vips) await this.step(v.driver, results, errors, () => v.reconcile(true));
+    await this.step('addresses', results, errors, () => this.addresses.reconcile(wants.addresses), wants.addresses);
+    if (opts.holdsVips) for (const v of this.vips) await this.step(v.driver, results, errors, () => v.reconcile(true), true);
     return {
       results,
       errors,

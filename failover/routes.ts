@@ -19,6 +19,8 @@ export interface RuleWant {
   readonly priority: number;
   /** Source address or prefix ("10.1.0.21" = /32). */
   readonly from?: string;
+  /** Destination address or prefix. */
+  readonly to?: string;
   readonly fwmark?: number;
   readonly iif?: string;
   readonly table: number;
@@ -51,6 +53,7 @@ export interface RoutesResult extends ReconcileResult {
 export interface KernelRule {
   readonly priority: number;
   readonly from?: string;
+  readonly to?: string;
   readonly fwmark?: number;
   readonly fwmask?: number;
   readonly iif?: string;
@@ -76,7 +79,7 @@ export interface KernelRoute {
 }
 
 const NAMED_TABLES: Record<string, number> = { local: 255, main: 254, default: 253, unspec: 0 };
-const RULE_KEYS = new Set(['priority', 'src', 'srclen', 'fwmark', 'fwmask', 'iif', 'oif', 'table', 'action', 'not', 'flags', 'protocol']);
+const RULE_KEYS = new Set(['priority', 'src', 'srclen', 'dst', 'dstlen', 'fwmark', 'fwmask', 'iif', 'oif', 'table', 'action', 'not', 'flags', 'protocol']);
 
 function tableOf(v: unknown): number | string | undefined {
   if (v === undefined) return undefined;
@@ -105,6 +108,9 @@ export function parseRules(json: string, command = 'ip -j rule show'): KernelRul
     const src = o.src;
     if (src !== undefined && typeof src !== 'string') fail('src is not a string');
     const from = src === undefined || src === 'all' ? undefined : hostOrPrefix(`${src}/${typeof o.srclen === 'number' ? o.srclen : 32}`);
+    const dst = o.dst;
+    if (dst !== undefined && typeof dst !== 'string') fail('dst is not a string');
+    const to = dst === undefined || dst === 'all' ? undefined : hostOrPrefix(`${dst}/${typeof o.dstlen === 'number' ? o.dstlen : 32}`);
     const hex = (k: string): number | undefined => {
       const v = o[k];
       if (v === undefined) return undefined;
@@ -114,6 +120,7 @@ export function parseRules(json: string, command = 'ip -j rule show'): KernelRul
     return {
       priority: o.priority as number,
       from,
+      to,
       fwmark: hex('fwmark'),
       fwmask: hex('fwmask'),
       iif: typeof o.iif === 'string' ? o.iif : undefined,
@@ -150,6 +157,7 @@ function ruleMatches(k: KernelRule, w: RuleWant): boolean {
   return (
     k.priority === w.priority &&
     k.from === (w.from === undefined ? undefined : hostOrPrefix(normPrefix(w.from))) &&
+    k.to === (w.to === undefined ? undefined : hostOrPrefix(normPrefix(w.to))) &&
     k.fwmark === w.fwmark &&
     (k.fwmask === undefined || k.fwmask === 0xffffffff) &&
     k.iif === w.iif &&
@@ -161,10 +169,11 @@ function ruleMatches(k: KernelRule, w: RuleWant): boolean {
   );
 }
 
-function ruleSelectors(r: { priority: number; from?: string; fwmark?: number; fwmask?: number; iif?: string; oif?: string; not?: boolean }): string[] {
+function ruleSelectors(r: { priority: number; from?: string; to?: string; fwmark?: number; fwmask?: number; iif?: string; oif?: string; not?: boolean }): string[] {
   const a = ['priority', String(r.priority)];
   if (r.not) a.push('not');
   if (r.from !== undefined) a.push('from', r.from);
+  if (r.to !== undefined) a.push('to', r.to);
   if (r.fwmark !== undefined) a.push('fwmark', r.fwmask !== undefined && r.fwmask !== 0xffffffff ? `0x${r.fwmark.toString(16)}/0x${r.fwmask.toString(16)}` : String(r.fwmark));
   if (r.iif !== undefined) a.push('iif', r.iif);
   if (r.oif !== undefined) a.push('oif', r.oif);
@@ -173,7 +182,7 @@ function ruleSelectors(r: { priority: number; from?: string; fwmark?: number; fw
 
 function describeRule(r: KernelRule | RuleWant): string {
   const k = r as Partial<KernelRule>;
-  const parts = [k.not ? 'not' : '', r.from ? `from ${r.from}` : 'from all', r.fwmark !== undefined ? `fwmark ${r.fwmark}` : '', r.iif ? `iif ${r.iif}` : '', k.oif ? `oif ${k.oif}` : ''];
+  const parts = [k.not ? 'not' : '', r.from ? `from ${r.from}` : 'from all', r.to ? `to ${r.to}` : '', r.fwmark !== undefined ? `fwmark ${r.fwmark}` : '', r.iif ? `iif ${r.iif}` : '', k.oif ? `oif ${k.oif}` : ''];
   parts.push(k.action ? k.action : `lookup ${r.table}`);
   return parts.filter((p) => p).join(' ');
 }
@@ -195,6 +204,7 @@ function validate(want: RoutesWant): void {
   for (const r of want.rules) {
     if (!prio(r.priority)) bad(`rule priority ${r.priority} is not 0..32767`);
     if (r.from !== undefined && !isIPv4(r.from.split('/')[0] ?? '')) bad(`rule from "${r.from}" is not an IPv4 address or prefix`);
+    if (r.to !== undefined && !isIPv4(r.to.split('/')[0] ?? '')) bad(`rule to "${r.to}" is not an IPv4 address or prefix`);
     if (r.iif !== undefined && !IFNAME_RE.test(r.iif)) bad(`rule iif "${r.iif}" is not an interface name`);
     if (r.fwmark !== undefined && (!Number.isInteger(r.fwmark) || r.fwmark < 0 || r.fwmark > 0xffffffff)) bad(`rule fwmark ${r.fwmark} is not a mark`);
     if (!Number.isInteger(r.table) || r.table < 1) bad(`rule table ${r.table} is not a table number`);

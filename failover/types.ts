@@ -9,6 +9,8 @@ export interface ReconcileResult {
   /** The changing commands that were run (formatCommand form); reads are not listed. Empty when in sync. */
   readonly commands: string[];
   readonly durationMs: number;
+  /** Set by the Actuator: commands were needed although this driver's want had not changed since its last successful pass. */
+  readonly drift?: boolean;
 }
 
 /** A driver's log line (background work such as arping, warnings); the actuator forwards it to the event log. */

@@ -1,7 +1,7 @@
 // Host system-test harness: the sandwich of topo.sh in network namespaces, a one-member etcd in
 // its own namespace, an HTTP server behind the egress router, and real `sandwich run` processes.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -111,7 +111,14 @@ export class NetnsSandwich {
     return trySh(this.ns(ns), [process.execPath, BIN, ...args, '--config', this.configFile], 20_000);
   }
 
+  /** Keeps the event logs and status files for a post-mortem (SANDWICH_KEEP=dir). */
+  keepLogs(): void {
+    const dest = process.env.SANDWICH_KEEP;
+    if (dest) cpSync(this.dir, join(dest, this.prefix), { recursive: true, filter: (f) => !f.includes('/etcd') });
+  }
+
   async down(): Promise<void> {
+    this.keepLogs();
     for (const n of this.controllers.keys()) await this.stop(n, 'SIGKILL').catch(() => undefined);
     for (const p of this.procs) p.kill('SIGKILL');
     trySh(null, [TOPO, 'down', this.prefix], 60_000);

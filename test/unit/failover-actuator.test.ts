@@ -118,7 +118,12 @@ describe('Actuator on an egress node (er1)', () => {
       'ip rule add priority 1000 from 10.2.0.21 lookup 200',
       'ip rule add priority 1000 from 10.2.0.22 lookup 201',
       'ip rule add priority 500 fwmark 1 iif eth1 lookup 101',
+      // Probe replies for fwN stay pinned to fwN (lb1's and lb2's sources), whatever table N says.
+      'ip rule add priority 499 to 10.1.0.21 iif eth1 lookup 200',
+      'ip rule add priority 499 to 10.1.0.31 iif eth1 lookup 200',
       'ip rule add priority 500 fwmark 2 iif eth1 lookup 102',
+      'ip rule add priority 499 to 10.1.0.22 iif eth1 lookup 201',
+      'ip rule add priority 499 to 10.1.0.32 iif eth1 lookup 201',
       'ip addr add 10.2.0.21/32 dev eth0',
       'ip addr add 10.2.0.22/32 dev eth0',
     ]);

@@ -25,7 +25,9 @@ class FakeActuator implements NodeActuator {
     this.calls.push({ desired, holdsVips: opts.holdsVips });
     const commands = this.nextCommands;
     this.nextCommands = [];
-    return { results: [{ driver: 'routes', differences: commands.map((c) => `missing: ${c}`), commands, durationMs: 1 }], applied: { ok: true } };
+    // Like the Actuator: commands with an unchanged want are drift.
+    const drift = commands.length > 0 && this.calls.length > 1;
+    return { results: [{ driver: 'routes', differences: commands.map((c) => `missing: ${c}`), commands, durationMs: 1, drift }], applied: { ok: true } };
   }
   async releaseVips(): Promise<void> {
     this.releases++;

@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# The firewall sandwich in network namespaces (addressing plan and picture: lab/README.md).
+#
+#   lab/topo.sh up [--seed] [--vip lb1|lb2|none] [--scheduler sh|mh] [--no-ipvs]
+#   lab/topo.sh down
+#
+# up builds: namespaces client ir lb1 lb2 fw1 fw2 er1 srv etcd, bridges in the current (root)
+# namespace, the seed's LB marks/rule/table 100 and IPVS service (fwmark 1, no real servers),
+# stateful firewalls, the egress router's CONNMARK/MAC marks and tables 101/102, the HTTP server.
+#   --seed       also the seed's real servers (fw1, fw2, weight 100) and the VIP group on lb1:
+#                a working sandwich without any controller (baseline)
+#   --vip X      put the VIP group (192.0.2.254/24, 10.1.0.254/24) on X (default: none, or lb1 with --seed)
+#   --no-ipvs    skip everything IPVS (for hosts whose kernel has no IPVS; also LAB_NO_IPVS=1).
+#                Client traffic then ends at the LB; probes through the firewalls still work.
+# down kills the processes in the namespaces and deletes them and the bridges.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lab/lib.sh
+. "$HERE/lib.sh"
+
+NAMESPACES=(client ir lb1 lb2 fw1 fw2 er1 srv etcd)
+BRIDGES=(brc brl brfi brfo brs brm)
+# namespace:interface:bridge[:mac] — the host side of each veth is <namespace>-<interface>.
+PORTS=(client:eth0:brc ir:eth0:brc ir:eth1:brl
+  lb1:eth0:brl lb1:eth1:brfi lb1:eth2:brm lb2:eth0:brl lb2:eth1:brfi lb2:eth2:brm
+  fw1:eth0:brfi fw1:eth1:brfo:02:00:00:00:f1:0e fw2:eth0:brfi fw2:eth1:brfo:02:00:00:00:f2:0e
+  er1:eth0:brfo er1:eth1:brs er1:eth2:brm srv:eth0:brs etcd:eth0:brm)
+CLIENT_FIRST=10 CLIENT_LAST=40
+
+die() { echo "topo: $*" >&2; exit 2; }
+
+down() {
+  local ns p
+  for ns in "${NAMESPACES[@]}"; do
+    [ -e "/run/netns/$ns" ] || continue
+    for p in $(ip netns pids "$ns" 2>/dev/null); do kill "$p" 2>/dev/null || true; done
+  done
+  sleep 0.2
+  for ns in "${NAMESPACES[@]}"; do
+    [ -e "/run/netns/$ns" ] || continue
+    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+    ip netns del "$ns"
+  done
+  for p in "${BRIDGES[@]}"; do ip link del "$p" 2>/dev/null || true; done
+  rm -rf "${LAB_RUN:?}/topo" "$LAB_RUN/httpd.ready"
+}
+
+# sc <sysctl.name> <value>: a shell line that sets it inside the namespace script (no fork).
+sc() { echo "echo $2 > /proc/sys/${1//.//}"; }
+
+common() { # lines every namespace gets
+  sc net.ipv6.conf.all.disable_ipv6 1; sc net.ipv6.conf.default.disable_ipv6 1
+  sc net.ipv4.conf.all.rp_filter 0; sc net.ipv4.conf.default.rp_filter 0
+}
+links_up() { # ip -batch lines: lo and the namespace's veths up
+  local ns=$1 p
+  echo "link set lo up"
+  for p in "${PORTS[@]}"; do IFS=: read -r n i _ <<< "$p"; [ "$n" = "$ns" ] && echo "link set $i up"; done
+  return 0
+}
+
+# Per-namespace setup script, run with "ip netns exec <ns> sh -e".
+script_for() {
+  local ns=$1 i
+  common
+  case $ns in
+    lb1 | lb2) sc net.ipv4.ip_forward 1; [ -n "$NO_IPVS" ] || sc net.ipv4.vs.expire_nodest_conn 1 ;;
+    ir | fw1 | fw2 | er1) sc net.ipv4.ip_forward 1 ;;
+  esac
+  case $ns in fw1 | fw2) sc net.netfilter.nf_conntrack_tcp_loose 0 ;; esac   # no mid-stream pickup: strict
+  echo "ip -batch - <<'EOF'"
+  links_up "$ns"
+  case $ns in
+    client)
+      for ((i = CLIENT_FIRST; i <= CLIENT_LAST; i++)); do echo "addr add 203.0.113.$i/24 dev eth0"; done
+      echo "route add default via 203.0.113.1 dev eth0" ;;
+    ir)
+      echo "addr add 203.0.113.1/24 dev eth0"
+      echo "addr add 192.0.2.1/24 dev eth1"
+      echo "route add 198.51.100.0/24 via 192.0.2.254 dev eth1" ;;   # the gateway VIP
+    lb1 | lb2)
+      local n=${ns#lb} m=$((${ns#lb} + 1))
+      echo "addr add 192.0.2.1$n/24 dev eth0"
+      echo "addr add 10.1.0.$n/24 dev eth1"
+      echo "addr add 10.1.0.${m}1/32 dev eth1"    # probe source via fw1 (lb1 .21, lb2 .31)
+      echo "addr add 10.1.0.${m}2/32 dev eth1"    # probe source via fw2 (lb1 .22, lb2 .32)
+      echo "addr add 10.9.0.1$n/24 dev eth2"
+      echo "route add default via 192.0.2.1 dev eth0"
+      echo "rule add fwmark 1 lookup 100 pref 100"
+      echo "route add local 0.0.0.0/0 dev lo table 100"
+      if [ "$VIP" = "$ns" ]; then
+        echo "addr add 192.0.2.254/24 dev eth0"
+        echo "addr add 10.1.0.254/24 dev eth1"
+      fi ;;
+    fw1 | fw2)
+      local n=${ns#fw}
+      echo "addr add 10.1.0.1$n/24 dev eth0"
+      echo "addr add 10.2.0.1$n/24 dev eth1"
+      echo "route add 198.51.100.0/24 via 10.2.0.1 dev eth1"
+      echo "route add 203.0.113.0/24 via 10.1.0.254 dev eth0" ;;     # back through the LB pair's VIP
+    er1)
+      echo "addr add 10.2.0.1/24 dev eth0"
+      echo "addr add 10.2.0.21/32 dev eth0"      # probe source via fw1
+      echo "addr add 10.2.0.22/32 dev eth0"      # probe source via fw2
+      echo "addr add 10.3.0.1/24 dev eth1"
+      echo "addr add 10.9.0.13/24 dev eth2"
+      echo "route add 198.51.100.0/24 via 10.3.0.2 dev eth1"
+      # Replies (arriving from the servers, iif eth1) follow their connection's firewall.
+      echo "rule add fwmark 1 iif eth1 lookup 101 pref 500"
+      echo "rule add fwmark 2 iif eth1 lookup 102 pref 500"
+      echo "route add default via 10.2.0.11 dev eth0 table 101"
+      echo "route add default via 10.2.0.12 dev eth0 table 102" ;;
+      # No route to the clients in the main table: an unmarked reply is unroutable.
+    srv)
+      echo "addr add 10.3.0.2/24 dev eth0"
+      echo "addr add 198.51.100.10/32 dev lo"
+      echo "route add default via 10.3.0.1 dev eth0" ;;
+      # (the HTTP server is started at the end of this script: python starts slowly in the VM)
+    etcd)
+      for i in 1 2 3; do echo "addr add 10.9.0.$i/24 dev eth0"; done ;;
+  esac
+  echo "EOF"
+  [ "$ns" = srv ] && printf 'setsid /usr/bin/python3 %q --port 80 --ready %q > %q 2>&1 < /dev/null &\n' \
+    "$HERE/httpd.py" "$LAB_RUN/httpd.ready" "$LAB_LOGS/httpd.log"
+  case $ns in
+    lb1 | lb2)
+      echo "iptables-restore <<'EOF'"
+      echo "*mangle"
+      echo "-A PREROUTING -i eth0 -p tcp --dport 80 -j MARK --set-mark 1"
+      echo "COMMIT"
+      echo "EOF"
+      if [ -z "$NO_IPVS" ]; then
+        echo "ipvsadm -R <<'EOF'"
+        echo "-A -f 1 -s $SCHED"
+        if [ -n "$SEED" ]; then
+          echo "-a -f 1 -r 10.1.0.11:0 -g -w 100"
+          echo "-a -f 1 -r 10.1.0.12:0 -g -w 100"
+        fi
+        echo "EOF"
+      fi ;;
+    fw1 | fw2)
+      cat <<'EOF'
+iptables-restore <<'END'
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -i eth0 -o eth1 -p tcp -m tcp --dport 80 --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate NEW -j ACCEPT
+-A FORWARD -i eth0 -o eth1 -p icmp -m icmp --icmp-type 8 -m conntrack --ctstate NEW -j ACCEPT
+-A FORWARD -j DROP
+COMMIT
+END
+EOF
+      ;;
+    er1)
+      cat <<'EOF'
+iptables-restore <<'END'
+*mangle
+-A PREROUTING -j CONNMARK --restore-mark
+-A PREROUTING -m mark --mark 0 -m mac --mac-source 02:00:00:00:f1:0e -j MARK --set-mark 1
+-A PREROUTING -m mark --mark 0 -m mac --mac-source 02:00:00:00:f2:0e -j MARK --set-mark 2
+-A POSTROUTING -j CONNMARK --save-mark
+COMMIT
+END
+EOF
+      ;;
+  esac
+}
+
+up() {
+  local ns p n i br mac batch pids=() t0
+  t0=$(now)
+  for ns in "${NAMESPACES[@]}"; do
+    [ ! -e "/run/netns/$ns" ] || die "namespace $ns already exists (lab/topo.sh down first)"
+  done
+  if [ -z "$NO_IPVS" ]; then
+    modprobe -a -q veth bridge nf_conntrack ip_vs ip_vs_sh ip_vs_mh xt_mark xt_connmark xt_mac xt_conntrack xt_tcpudp 2>/dev/null || true
+    [ -d /proc/sys/net/ipv4/vs ] || die "this kernel has no IPVS (ip_vs did not load); use --no-ipvs or run inside the VM (lab/vm/run.sh)"
+  fi
+  command -v iptables-restore >/dev/null || die "iptables missing"
+  [ -n "$NO_IPVS" ] || command -v ipvsadm >/dev/null || die "ipvsadm missing (apt-get install ipvsadm)"
+  mkdir -p "$LAB_RUN/topo" "$LAB_LOGS"
+  rm -f "$LAB_RUN/httpd.ready"
+  [ -w /proc/sys/net/ipv6/conf/all/disable_ipv6 ] && echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6 && echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6
+
+  # Root namespace: namespaces, bridges, veth pairs (one ip process).
+  batch=$LAB_RUN/topo/root.batch
+  {
+    for ns in "${NAMESPACES[@]}"; do echo "netns add $ns"; done
+    for br in "${BRIDGES[@]}"; do echo "link add $br type bridge"; echo "link set $br up"; done
+    for p in "${PORTS[@]}"; do
+      IFS=: read -r ns i br mac <<< "$p"
+      echo "link add $ns-$i type veth peer name $i ${mac:+address $mac} netns $ns"
+      echo "link set $ns-$i master $br up"
+    done
+    echo "addr add 10.9.0.254/24 dev brm"   # the VM itself on the management net (etcdctl from scripts)
+  } > "$batch"
+  ip -batch "$batch" || die "root namespace setup failed ($batch)"
+
+  # Each namespace configures itself; they are independent, so in parallel.
+  for ns in "${NAMESPACES[@]}"; do
+    script_for "$ns" > "$LAB_RUN/topo/$ns.sh"
+    ip netns exec "$ns" sh -e "$LAB_RUN/topo/$ns.sh" > "$LAB_RUN/topo/$ns.log" 2>&1 &
+    pids+=($!)
+  done
+  n=0
+  for i in "${!pids[@]}"; do
+    if ! wait "${pids[$i]}"; then
+      ns=${NAMESPACES[$i]}
+      echo "topo: setting up namespace $ns failed (script $LAB_RUN/topo/$ns.sh):" >&2
+      sed 's/^/  /' "$LAB_RUN/topo/$ns.log" >&2
+      n=$((n + 1))
+    fi
+  done
+  [ "$n" -eq 0 ] || exit 1
+
+  wait_file "$LAB_RUN/httpd.ready" 30 || { cat "$LAB_LOGS/httpd.log" >&2; die "the HTTP server in srv did not start within 30 s"; }
+  log "topo: up in $(el "$t0" "$(now)")s (vip: ${VIP:-none}, real servers: $([ -n "$SEED" ] && echo seed || echo none)${NO_IPVS:+, no IPVS})"
+}
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+SEED='' VIP='' NO_IPVS=${LAB_NO_IPVS:-} SCHED=sh
+[ "$NO_IPVS" = 0 ] && NO_IPVS=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --seed) SEED=1 ;;
+    --vip) [ $# -ge 2 ] || die "--vip needs lb1, lb2 or none"; VIP=$2; shift ;;
+    --no-ipvs) NO_IPVS=1 ;;
+    --scheduler) [ $# -ge 2 ] || die "--scheduler needs sh or mh"; SCHED=$2; shift ;;
+    *) die "unknown option \"$1\" (see the header of lab/topo.sh)" ;;
+  esac
+  shift
+done
+case $SCHED in sh | mh) ;; *) die "--scheduler must be sh or mh, not \"$SCHED\"" ;; esac
+[ -n "$VIP" ] || { [ -n "$SEED" ] && VIP=lb1 || VIP=none; }
+case $VIP in lb1 | lb2) ;; none) VIP= ;; *) die "--vip must be lb1, lb2 or none, not \"$VIP\"" ;; esac
+[ "$(id -u)" -eq 0 ] || die "must run as root"
+case $cmd in
+  up) up ;;
+  down) down ;;
+  *) die "usage: lab/topo.sh up [--seed] [--vip lb1|lb2|none] [--scheduler sh|mh] [--no-ipvs] | down" ;;
+esac
