@@ -269,7 +269,7 @@ export class Actuator {
       results.push(drift ? { ...r, drift } : r);
       return r;
     } catch (e) {
-      this.lastWant.delete(driver);
+      // The want it last applied stays recorded: a fix after a failed pass with the same want is still drift.
       const error = e instanceof Error ? e : new Error(String(e));
       errors.push({ driver: e instanceof DriverError ? e.driver : driver, error });
       return null;

@@ -132,7 +132,7 @@ describe('system: controller core in network namespaces', () => {
     const t0 = performance.now();
     const { ms: repointMs } = await waitFor('table 101 via fw2', () => tableVia(101) === '10.2.0.12', 10_000, 10);
     console.log(`fw1 forwarding stopped → er1 table 101 re-pointed to fw2 in ${Math.round(repointMs)} ms`);
-    expect(desiredState('fw1')).toBe('down');
+    await waitFor('fw1 down in the desired state', () => desiredState('fw1') === 'down', 3000);
     expect(desiredState('fw2')).toBe('up');
     expect(tableVia(102)).toBe('10.2.0.12');
     const verdict = events('lb1').find((e) => e.event === 'verdict' && /^fw1 down/.test(e.reason));
