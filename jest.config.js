@@ -15,5 +15,7 @@ module.exports = {
     { ...base, displayName: 'unit', testMatch: ['<rootDir>/test/unit/**/*.test.ts'] },
     { ...base, displayName: 'integration', testMatch: ['<rootDir>/test/integration/**/*.test.ts'] },
     { ...base, displayName: 'system', testMatch: ['<rootDir>/test/system/**/*.test.ts'] },
+    // Real IPVS: each test boots the Debian kernel in qemu (lab/vm/run.sh).
+    { ...base, displayName: 'lab', testMatch: ['<rootDir>/test/lab/**/*.test.ts'] },
   ],
 };
