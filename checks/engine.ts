@@ -64,6 +64,7 @@ export class ProbeEngine {
   private readonly stopTimeoutMs: number;
   private readonly onObservation: (obs: Observation, changed: boolean) => void;
   private readonly onError: (err: unknown) => void;
+  private readonly factory: ProbeFactory;
   private statusValue: EngineStatus = 'idle';
 
   constructor(opts: ProbeEngineOptions) {
@@ -74,6 +75,7 @@ export class ProbeEngine {
     this.onObservation = opts.onObservation ?? (() => undefined);
     this.onError = opts.onError ?? ((e) => process.emitWarning(`probe engine: observation handler failed: ${e instanceof Error ? e.message : String(e)}`));
     const factory = opts.probe ?? probeFactory();
+    this.factory = factory;
     const now = this.clock.epochMs();
     const keys = new Set<string>();
     this.slots = opts.jobs.map((job) => {
@@ -95,7 +97,7 @@ export class ProbeEngine {
     for (const slot of this.slots) this.schedule(slot, this.random() * slot.job.check.intervalMs);
   }
 
-  /** Cancels timers, aborts probes in flight and waits until they settle (at most stopTimeoutMs). Their results are dropped. */
+  /** Cancels timers, aborts probes in flight and waits until they settle (at most stopTimeoutMs), then closes the probe factory. Results are dropped. */
   async stop(): Promise<void> {
     if (this.statusValue !== 'running') return;
     this.statusValue = 'stopping';
@@ -114,6 +116,8 @@ export class ProbeEngine {
       ]);
       this.clock.clearTimer(bound);
     }
+    // Long-lived pings and the like; a failure to stop them must not keep the engine from stopping.
+    await this.factory.close?.().catch((e: unknown) => this.onError(e));
     this.statusValue = 'stopped';
   }
 

@@ -5,15 +5,16 @@ import https from 'node:https';
 import net from 'node:net';
 import got from 'got';
 import { promise as pingPromise } from 'ping';
-import { CommandFailedError, CommandNotFoundError, CommandTimeoutError, type CommandRunner } from '../failover/runner';
+import { CommandFailedError, CommandNotFoundError, CommandTimeoutError, ExecSpawner, type CommandRunner, type ProcessSpawner } from '../failover/runner';
+import { IcmpStreamPool } from './icmp-stream';
 import type { ProbeJob } from './jobs';
 import type { ProbeResult } from './risefall';
 
 export type { ProbeResult } from './risefall';
 
 export type ProbeFn = (job: ProbeJob, signal: AbortSignal) => Promise<ProbeResult>;
-/** Picks the probe function for a job; called once per job, not per probe. */
-export type ProbeFactory = (job: ProbeJob) => ProbeFn;
+/** Picks the probe function for a job; called once per job, not per probe. close() ends what it started (long-lived pings). */
+export type ProbeFactory = ((job: ProbeJob) => ProbeFn) & { close?: () => Promise<void> };
 
 /** HTTP bodies are read up to this size for bodyMatch. */
 export const HTTP_BODY_LIMIT_BYTES = 64 * 1024;
@@ -271,18 +272,45 @@ export function icmpRunnerProbe(runner: CommandRunner): ProbeFn {
 
 // --- choosing probes ---------------------------------------------------------------------------
 
+export type IcmpEngine = 'package' | 'stream';
+
 export interface ProbeFactoryOptions {
-  /** 'package': the `ping` npm package (default); a CommandRunner: `ping` through that runner. */
-  icmp?: 'package' | CommandRunner;
+  /**
+   * ICMP for checks without their own icmpEngine: 'package' (default): the `ping` npm package, one process
+   * per probe; 'stream': one long-lived ping per target (checks/icmp-stream.ts); a CommandRunner: `ping -c 1`
+   * through that runner.
+   */
+  icmp?: IcmpEngine | CommandRunner;
+  /** Starts the long-lived pings of 'stream'. Default: ExecSpawner. */
+  spawner?: ProcessSpawner;
 }
 
 export function probeFactory(opts: ProbeFactoryOptions = {}): ProbeFactory {
-  const icmp: ProbeFn = opts.icmp === undefined || opts.icmp === 'package' ? icmpPackageProbe : icmpRunnerProbe(opts.icmp);
-  return (job) => {
+  const fallback: IcmpEngine | CommandRunner = opts.icmp ?? 'package';
+  const runnerProbe = typeof fallback === 'object' ? icmpRunnerProbe(fallback) : null;
+  let pool: IcmpStreamPool | null = null;
+  const streamProbe: ProbeFn = (job, signal) => {
+    pool ??= new IcmpStreamPool({ spawner: opts.spawner ?? new ExecSpawner() });
+    return pool.probe(job, signal);
+  };
+  const icmpFor = (job: ProbeJob): ProbeFn => {
+    const engine = job.check.icmpEngine ?? (runnerProbe ? null : fallback);
+    if (engine === 'stream') return streamProbe;
+    if (engine === 'package') return icmpPackageProbe;
+    return runnerProbe ?? icmpPackageProbe;
+  };
+  const factory: ProbeFactory = (job) => {
     switch (job.kind) {
-      case 'icmp': return icmp;
+      case 'icmp': return icmpFor(job);
       case 'tcp': return tcpProbe;
       case 'http': return httpProbe;
     }
   };
+  // A later probe (an engine started again) gets a new pool.
+  factory.close = async () => {
+    const closing = pool;
+    pool = null;
+    await closing?.close();
+  };
+  return factory;
 }

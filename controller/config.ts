@@ -86,6 +86,8 @@ const CheckSchema = z.strictObject({
   fall: z.number().int().min(1).max(100).default(3),
   /** Random extra delay per run, as a fraction of intervalMs, so probes do not synchronise. */
   jitter: z.number().min(0).max(0.5).default(0.1),
+  /** icmp only: 'stream' = one long-lived ping per target (cheap at high rates), 'package' = one ping process per probe. */
+  icmpEngine: z.enum(['package', 'stream']).optional(),
 });
 
 const GarpSchema = z.strictObject({
@@ -176,6 +178,16 @@ const SysctlSchema = z.strictObject({
   sloppyTcp: z.boolean().default(true),
 });
 
+// Loopback only: the API moves VIPs, so it is never exposed on the network.
+const API_LISTEN_RE = /^(unix:\/[A-Za-z0-9_./-]{1,100}|(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[::1\]|localhost):\d{1,5})$/;
+const ApiSchema = z.strictObject({
+  /** "127.0.0.1:9455" (loopback addresses only) or "unix:/run/sandwich/api.sock". */
+  listen: z.string().regex(API_LISTEN_RE, 'must be "127.0.0.1:<port>", "[::1]:<port>", "localhost:<port>" or "unix:/absolute/path"')
+    .refine((s) => s.startsWith('unix:') || (Number(s.slice(s.lastIndexOf(':') + 1)) >= 1 && Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535), 'port must be 1-65535'),
+  /** File holding the bearer token for POST requests; without it the API is read-only. */
+  tokenFile: z.string().min(1).optional(),
+});
+
 const ConfigObject = z.strictObject({
   cluster: name,
   store: StoreSchema.default({ kind: 'memory' }),
@@ -191,6 +203,8 @@ const ConfigObject = z.strictObject({
   events: EventsSchema.default(EventsSchema.parse({})),
   /** Where the daemon keeps its status file. */
   runtimeDir: z.string().min(1).default('/run/sandwich'),
+  /** Local HTTP API (status, metrics, failover, drain); off when absent. */
+  api: ApiSchema.optional(),
 });
 
 export const ConfigSchema = ConfigObject.superRefine(crossCheck);
@@ -247,6 +261,7 @@ function crossCheck(c: z.infer<typeof ConfigObject>, ctx: z.RefinementCtx): void
     if (k.timeoutMs >= k.intervalMs) issue(p('timeoutMs'), `timeoutMs (${k.timeoutMs}) must be less than intervalMs (${k.intervalMs})`);
     if (k.kind === 'http' && !k.url) issue(p('url'), 'http checks need a url');
     if (k.kind !== 'http' && (k.url || k.expectStatus || k.bodyMatch)) issue(p('kind'), `url, expectStatus and bodyMatch are for http checks, not ${k.kind}`);
+    if (k.kind !== 'icmp' && k.icmpEngine) issue(p('icmpEngine'), `icmpEngine is for icmp checks, not ${k.kind}`);
     if (k.kind === 'tcp' && !k.port) issue(p('port'), 'tcp checks need a port');
     if (k.scope === 'path' && k.kind !== 'http' && !k.target) issue(p('target'), 'path checks need a target beyond the firewalls');
     if (k.scope === 'leg' && k.target) issue(p('target'), 'leg checks target the firewall itself; remove target');
@@ -276,6 +291,7 @@ function crossCheck(c: z.infer<typeof ConfigObject>, ctx: z.RefinementCtx): void
     c.firewalls.forEach((f, j) => {
       const t = n.probe!.tableBase + j;
       const other = usedTables.get(t);
+      if (t >= 253 && t <= 255) issue(['nodes', i, 'probe', 'tableBase'], `probe table ${t} for ${f.name} is a reserved table (253 default, 254 main, 255 local): lower tableBase or raise it above 255`);
       if (other && n.role === 'egress' && other.startsWith('firewall')) issue(['nodes', i, 'probe', 'tableBase'], `probe table ${t} for ${f.name} collides with ${other}`);
       if (other && n.role === 'ingress' && other.startsWith('service')) issue(['nodes', i, 'probe', 'tableBase'], `probe table ${t} for ${f.name} collides with ${other}`);
     });

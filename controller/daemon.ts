@@ -4,16 +4,22 @@ import { probeJobs } from '../checks/jobs';
 import { probeFactory } from '../checks/probes';
 import { Actuator } from '../failover/actuator';
 import { ExecRunner } from '../failover/runner';
-import { eventLogPath, nodeByName, type Config } from './config';
+import { createApiHandler, readToken, startApi, type ApiServer } from './api';
+import { ConfigError, eventLogPath, nodeByName, type Config } from './config';
 import { EtcdStore, type EtcdStoreEvent } from './etcd-store';
 import { createEventLog, type EventLog, type SandwichEvent } from './events';
 import { MemoryStore } from './memory-store';
+import { Metrics } from './metrics';
 import { NodeController } from './node';
 import type { CoordinationStore } from './store';
+import { systemdNotifier } from './systemd';
 
-export async function openStore(config: Config, events?: EventLog, node = 'cli'): Promise<CoordinationStore> {
+export async function openStore(config: Config, events?: EventLog, node = 'cli', onRenewed?: () => void): Promise<CoordinationStore> {
   if (config.store.kind === 'memory') return new MemoryStore();
-  return EtcdStore.fromConfig(config, events ? { onEvent: (e) => events.emit(storeEvent(node, e)) } : {});
+  return EtcdStore.fromConfig(config, {
+    ...(events ? { onEvent: (e: EtcdStoreEvent) => events.emit(storeEvent(node, e)) } : {}),
+    ...(onRenewed ? { onRenewed } : {}),
+  });
 }
 
 function storeEvent(node: string, e: EtcdStoreEvent): SandwichEvent {
@@ -31,32 +37,44 @@ function storeEvent(node: string, e: EtcdStoreEvent): SandwichEvent {
 /** Runs until SIGTERM/SIGINT; returns the process exit code. Events are flushed before it returns. */
 export async function runDaemon(config: Config, nodeName: string): Promise<number> {
   nodeByName(config, nodeName);
-  const events = createEventLog({
+  const apiToken = config.api?.tokenFile ? readApiToken(config.api.tokenFile) : null;
+  const metrics = new Metrics(config, nodeName);
+  const events = metrics.tapEvents(createEventLog({
     file: eventLogPath(config, nodeName),
     maxSizeBytes: config.events.maxSizeBytes,
     maxFiles: config.events.maxFiles,
     stdout: process.env.SANDWICH_EVENTS_STDOUT === '1',
-  });
+  }));
   const runner = new ExecRunner(config.timing.commandTimeoutMs);
-  const store = await openStore(config, events, nodeName);
-  // The VIP driver asks the node, built below, before every gratuitous ARP.
+  // The VIP driver asks the node, built below, before every gratuitous ARP; the ARP fence follows its validity.
   let canAnnounce = (): boolean => false;
+  let fenceUntil = (): number => Number.NEGATIVE_INFINITY;
+  let leaseRenewed = (): void => undefined;
+  const store = await openStore(config, events, nodeName, () => leaseRenewed());
   const actuator = new Actuator(config, nodeName, runner, {
     canAnnounce: () => canAnnounce(),
+    fenceUntil: () => fenceUntil(),
     log: ({ level, driver, message, durationMs }) => events.emit({ event: 'vip', level, node: nodeName, driver, reason: message, ...(typeof durationMs === 'number' ? { durationMs } : {}) }),
   });
   const node = new NodeController({
     config, node: nodeName, store, events,
-    actuator: { reconcile: (d, o) => actuator.reconcile(d, o), releaseVips: async () => void (await actuator.release()) },
+    actuator: metrics.tapActuator({ reconcile: (d, o) => actuator.reconcile(d, o), releaseVips: async () => void (await actuator.release()), refreshFence: () => actuator.refreshFence() }),
     prober: (onObservation) => new ProbeEngine({
       jobs: probeJobs(config, nodeName),
       probe: probeFactory(),
-      onObservation,
+      onObservation: (o, changed) => {
+        metrics.observation(o);
+        onObservation(o, changed);
+      },
       onError: (e) => events.emit({ event: 'error', level: 'error', node: nodeName, reason: `probe result handling: ${e instanceof Error ? e.message : String(e)}` }),
     }),
   });
 
   canAnnounce = node.canAnnounce;
+  fenceUntil = node.fenceUntil;
+  leaseRenewed = node.leaseRenewed;
+  metrics.attach({ isLeader: () => node.isLeader });
+  const notifier = systemdNotifier({ onError: (m) => events.emit({ event: 'error', level: 'warn', node: nodeName, reason: m }) });
 
   let code = 0;
   const stopped = new Promise<string>((resolve) => {
@@ -68,15 +86,37 @@ export async function runDaemon(config: Config, nodeName: string): Promise<numbe
       resolve('internal error');
     });
   });
+  let api: ApiServer | null = null;
+  let stopWatchdog = (): void => undefined;
   try {
+    if (config.api) {
+      const handler = createApiHandler({ config, node: nodeName, store, events, metrics, token: apiToken });
+      api = await startApi(config.api.listen, handler).catch((e: Error) => {
+        throw new ConfigError('<config>', [{ path: 'api.listen', message: e.message }]);
+      });
+    }
     await node.start();
+    await notifier.ready(`${nodeName} running as ${node.role} node${api ? `; API on ${api.address}` : ''}`);
+    stopWatchdog = notifier.startWatchdog(() => node.state === 'RUNNING');
     const why = await stopped;
+    stopWatchdog();
+    await notifier.stopping(`${nodeName} stopping: ${why}`);
     await node.stop(why);
   } finally {
+    stopWatchdog();
+    await api?.close();
     await store.close().catch(() => undefined);
     await events.close();
   }
   return code;
+}
+
+function readApiToken(file: string): string {
+  try {
+    return readToken(file);
+  } catch (e) {
+    throw new ConfigError(file, [{ path: 'api.tokenFile', message: (e as Error).message.replace(/^api\.tokenFile: /, '') }]);
+  }
 }
 
 /** The commands reconcile would run now on this node (reads are real, writes are printed). */

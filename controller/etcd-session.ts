@@ -16,6 +16,8 @@ export interface SessionOptions {
   keepaliveTimeoutMs: number;
   onLost: (session: LeaseSession, reason: string) => void;
   onKeepaliveError: (session: LeaseSession, error: Error) => void;
+  /** After each acknowledged keepalive that moved lastAckSendTime (the ARP fence is refreshed here). */
+  onRenewed?: (session: LeaseSession, sendTimeMono: number) => void;
 }
 
 /** A granted lease and its keepalive loop. Created by EtcdStore; never re-used after `lost`. */
@@ -97,8 +99,11 @@ export class LeaseSession {
         this.markLost('etcd says the lease expired or was revoked');
         return;
       }
-      if (sent > this.lastAckSendTime) this.lastAckSendTime = sent;
       this.ttlMs = ttlS * 1000;
+      if (sent > this.lastAckSendTime) {
+        this.lastAckSendTime = sent;
+        this.opts.onRenewed?.(this, sent);
+      }
     } catch (e) {
       if (this.state === 'alive') this.opts.onKeepaliveError(this, e instanceof Error ? e : new Error(String(e)));
     }

@@ -41,6 +41,8 @@ export interface EtcdStoreOptions {
   onEvent?: (e: EtcdStoreEvent) => void;
   /** Wall clock for `since` fields; default Date.now. */
   now?: () => number;
+  /** After each acknowledged keepalive of the live session, with its send time (performance.now()). Must not throw. */
+  onRenewed?: (leaseId: string, sendTimeMono: number) => void;
 }
 
 export type EtcdStoreEvent =
@@ -231,8 +233,10 @@ export class EtcdStore implements CoordinationStore {
         global: retryOnOtherMember as unknown as FaultHandling['global'],
         watchBackoff: { duration: 250, next() { return this; } } as unknown as FaultHandling['watchBackoff'],
       },
-      // Detect a dead or frozen member under a long-lived watch (etcd allows pings every 5 s).
-      grpcOptions: { 'grpc.keepalive_time_ms': 5000, 'grpc.keepalive_timeout_ms': Math.max(1000, callTimeoutMs) },
+      // Detect a dead or frozen member under a long-lived watch. etcd refuses pings closer than 5 s
+      // (--grpc-keepalive-min-time): pinging at exactly 5 s, a late ping timer on a busy host counts
+      // as a strike and etcd drops the connection (GOAWAY too_many_pings), failing every call on it.
+      grpcOptions: { 'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_timeout_ms': Math.max(1000, callTimeoutMs) },
     };
     if (opts.auth) options.auth = { username: opts.auth.username, password: opts.auth.password };
     if (opts.tls) {
@@ -346,6 +350,13 @@ export class EtcdStore implements CoordinationStore {
         if (!this.closing) void this.revoke(s).catch(() => undefined);
       },
       onKeepaliveError: (s, error) => this.emit({ type: 'keepalive-failed', leaseId: s.id, error }),
+      onRenewed: (s, sent) => {
+        try {
+          this.opts.onRenewed?.(s.id, sent);
+        } catch {
+          // a renewal hook must not break the keepalive loop
+        }
+      },
     });
     if (this.closing) {
       session.markLost('store closed');

@@ -15,6 +15,8 @@ export interface NodeActuator {
   reconcile(desired: Desired | null, opts: { holdsVips: boolean }): Promise<ActResult>;
   /** Remove the VIP group's addresses at once (fencing, shutdown); nothing else changes. */
   releaseVips(): Promise<void>;
+  /** Extend the kernel ARP fence to the validity deadline (fenceUntil); false when skipped. */
+  refreshFence?(): Promise<boolean>;
 }
 
 export interface ActResult {
@@ -86,6 +88,14 @@ export class NodeController {
   }
   /** True while the VIP group may be announced: leadership provable right now. */
   canAnnounce = (): boolean => this.isLeader && !this.stopping;
+  /** Monotonic deadline until which the kernel may answer ARP for the VIPs (the ARP fence's expiry). */
+  fenceUntil = (): number => (this.leadership && !this.stopping ? this.leadership.validUntil() : Number.NEGATIVE_INFINITY);
+
+  /** On each acknowledged lease renewal: the leader extends its kernel ARP fence. */
+  leaseRenewed = (): void => {
+    if (!this.deps.actuator.refreshFence || !this.canAnnounce()) return;
+    this.deps.actuator.refreshFence().catch((e: unknown) => this.error('ARP fence refresh', e));
+  };
 
   private emit(e: Parameters<EventLog['emit']>[0]): void {
     this.deps.events.emit(e);
@@ -98,7 +108,8 @@ export class NodeController {
     this.unwatch = this.deps.store.watch((e) => {
       if (e === 'desired') void this.refreshDesired().then(() => this.kickReconcile(), (err) => this.storeTrouble('read desired', err));
       if (e === 'observations' || e === 'drains' || e === 'maintenance') void this.decideNow();
-      if (e === 'switchover') void this.tick();
+      // A resigned or expired leader key: a standby campaigns now rather than at its next tick.
+      if (e === 'switchover' || (e === 'leader' && !this.leadership)) void this.tick();
     });
     await this.refreshDesired().catch((e) => this.storeTrouble('read desired', e));
     // Probe sources and their policy routing must exist before the first probe, or every probe
@@ -111,7 +122,8 @@ export class NodeController {
     this.every(Math.max(50, Math.floor(c.timing.observationStaleMs / 4)), () => this.refreshObservations());
     this.every(100, () => this.fenceCheck());
     await this.tick();
-    await this.requestReconcile();
+    // Not awaited: under load, reconcile requests can keep one reconcile loop running for long.
+    this.kickReconcile();
   }
 
   private every(ms: number, fn: () => unknown): void {

@@ -5,6 +5,7 @@ import type { Desired } from '../controller/types';
 import type { AddressWant, AddressesWant } from './addresses';
 import { AddressesDriver } from './addresses';
 import { ConntrackDriver } from './conntrack';
+import { ArpFence } from './fence';
 import { IpvsDriver, type IpvsServiceWant, type IpvsWant } from './ipvs';
 import { RoutesDriver, type RouteWant, type RoutesResult, type RoutesWant, type RuleWant } from './routes';
 import { PlanRunner, type CommandRunner } from './runner';
@@ -22,6 +23,11 @@ export interface ActuatorOptions {
   fixOrder?: boolean;
   /** Re-read after every change (default true; plan turns it off). */
   verify?: boolean;
+  /**
+   * The leader's validity deadline (monotonic ms). When given, the VIP groups are guarded by the kernel
+   * ARP fence (failover/fence.ts), whose elements expire at this deadline unless refreshFence() extends them.
+   */
+  fenceUntil?: () => number;
 }
 
 export interface ReconcileOptions {
@@ -187,6 +193,8 @@ export class Actuator {
   private readonly vips: VipGroup[];
   private readonly log: DriverLog;
   private queue: Promise<unknown> = Promise.resolve();
+  /** Null without fenceUntil or without an IPv4 VIP. */
+  readonly fence: ArpFence | null;
 
   constructor(private readonly config: Config, nodeName: string, runner: CommandRunner, opts: ActuatorOptions = {}) {
     this.node = nodeByName(config, nodeName);
@@ -198,6 +206,8 @@ export class Actuator {
     this.routes = new RoutesDriver(runner, d);
     this.conntrack = new ConntrackDriver(runner);
     this.vips = vipGroupsFor(config, this.node).map((g) => new VipGroup(runner, g, { ...d, timers: opts.timers, canAnnounce: opts.canAnnounce }));
+    const fence = opts.fenceUntil ? new ArpFence(runner, this.vips.flatMap((v) => v.group.addresses.map((a) => a.address)), opts.fenceUntil) : null;
+    this.fence = fence && !fence.empty ? fence : null;
   }
 
   /** VIP groups this node can hold, with their current state. */
@@ -224,6 +234,14 @@ export class Actuator {
       await this.releaseVips(results, errors);
       return { results, errors, applied: this.summary(null, null, null), durationMs: elapsed() };
     });
+  }
+
+  /**
+   * Extends the ARP fence to the current validity deadline (on each acknowledged lease renewal). Not
+   * queued behind a reconcile: it must not wait for the kernel's slower steps. False when skipped.
+   */
+  async refreshFence(): Promise<boolean> {
+    return this.fence ? this.fence.refresh() : false;
   }
 
   /** Stops ARP timers without touching the kernel (tests, plan). */
@@ -278,6 +296,9 @@ export class Actuator {
 
   private async releaseVips(results: ReconcileResult[], errors: DriverFailure[]): Promise<void> {
     for (const v of this.vips) await this.step(v.driver, results, errors, () => v.release(), false);
+    // The fence goes only once the addresses are gone: with an address left, it still guards it.
+    const fence = this.fence;
+    if (fence && !errors.some((e) => e.driver.startsWith('vip:'))) await this.step('fence', results, errors, () => fence.release());
   }
 
   private async run(desired: Desired | null, opts: ReconcileOptions): Promise<ActuatorResult> {
@@ -306,7 +327,12 @@ export class Actuator {
     }
     // Probe source addresses last among the data-path steps: nothing urgent depends on them.
     await this.step('addresses', results, errors, () => this.addresses.reconcile(wants.addresses), wants.addresses);
-    if (opts.holdsVips) for (const v of this.vips) await this.step(v.driver, results, errors, () => v.reconcile(true), true);
+    if (opts.holdsVips) {
+      // Fence first: the addresses never appear on the interface unguarded.
+      const fence = this.fence;
+      const fenced = fence ? await this.step('fence', results, errors, () => fence.hold()) : true;
+      if (fenced) for (const v of this.vips) await this.step(v.driver, results, errors, () => v.reconcile(true), true);
+    }
     return {
       results,
       errors,

@@ -1,5 +1,6 @@
 // The one way this program runs external commands: execFile (no shell), a deadline, typed errors.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 
 export interface CommandResult {
   readonly stdout: string;
@@ -127,5 +128,78 @@ export class PlanRunner implements CommandRunner {
     if (this.isRead(file, args)) return this.reader.run(file, args, opts);
     this.planned.push(formatCommand(file, args) + (opts?.input ? ` <<'EOF'\n${opts.input.trimEnd()}\nEOF` : ''));
     return { stdout: '', stderr: '', durationMs: 0 };
+  }
+}
+
+// --- long-lived commands ------------------------------------------------------------------------
+
+/** How a long-lived command ended: exit code or signal, or why it could not start. */
+export interface LineProcessExit {
+  readonly code: number | null;
+  readonly signal: string | null;
+  /** Set when the program could not be started (e.g. "ping: not installed (ENOENT)"). */
+  readonly error?: string;
+}
+
+export interface LineHandlers {
+  onStdoutLine(line: string): void;
+  onStderrLine?(line: string): void;
+}
+
+/** A long-lived command read line by line (e.g. one `ping -i` per probe target). */
+export interface LineProcess {
+  readonly pid: number | undefined;
+  /** Resolves once the process has exited and its output has been read. */
+  readonly exited: Promise<LineProcessExit>;
+  /** SIGTERM, then SIGKILL after graceMs; resolves when it has exited. */
+  stop(graceMs?: number): Promise<LineProcessExit>;
+}
+
+export interface ProcessSpawner {
+  spawnLines(file: string, args: readonly string[], handlers: LineHandlers): LineProcess;
+}
+
+/** spawn (no shell), stdin closed, stdout/stderr split into lines. */
+export class ExecSpawner implements ProcessSpawner {
+  constructor(private readonly env: NodeJS.ProcessEnv = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' }) {}
+
+  spawnLines(file: string, args: readonly string[], handlers: LineHandlers): LineProcess {
+    const child = spawn(file, args as string[], { env: this.env, shell: false, stdio: ['ignore', 'pipe', 'pipe'], windowsHide: true });
+    const out = createInterface({ input: child.stdout, crlfDelay: Infinity });
+    const err = createInterface({ input: child.stderr, crlfDelay: Infinity });
+    out.on('line', (l) => handlers.onStdoutLine(l));
+    err.on('line', (l) => handlers.onStderrLine?.(l));
+    const closed = (rl: ReturnType<typeof createInterface>) => new Promise<void>((r) => rl.once('close', () => r()));
+    const outputRead = Promise.all([closed(out), closed(err)]);
+    const exited = new Promise<LineProcessExit>((resolve) => {
+      // Kept for the child's life: a later 'error' (a failed kill) must not become an uncaught exception.
+      child.on('error', (e: NodeJS.ErrnoException) => {
+        // 'close' does not follow a failed spawn.
+        if (child.pid === undefined) resolve({ code: null, signal: null, error: e.code === 'ENOENT' ? `${file}: not installed (ENOENT)` : `${file}: ${e.message}` });
+      });
+      child.once('close', (code, signal) => void outputRead.then(() => resolve({ code, signal })));
+    });
+    return {
+      pid: child.pid,
+      exited,
+      stop: async (graceMs = 1000) => {
+        if (child.exitCode === null && child.signalCode === null) {
+          child.kill('SIGTERM');
+          const kill = setTimeout(() => child.kill('SIGKILL'), graceMs);
+          const r = await exited;
+          clearTimeout(kill);
+          return r;
+        }
+        return exited;
+      },
+    };
+  }
+}
+
+/** Starts every long-lived command inside a network namespace (`ip netns exec NS …`, which execs it). */
+export class NetnsSpawner implements ProcessSpawner {
+  constructor(private readonly inner: ProcessSpawner, readonly netns: string) {}
+  spawnLines(file: string, args: readonly string[], handlers: LineHandlers): LineProcess {
+    return this.inner.spawnLines('ip', ['netns', 'exec', this.netns, file, ...args], handlers);
   }
 }

@@ -94,8 +94,13 @@ function events(node: string): SandwichEvent[] {
 
 jest.setTimeout(120_000);
 
+let plan = { ok: false, out: '' };
+let rulesBeforePlan = '';
+
 beforeAll(async () => {
   await lab.up(CONFIG);
+  rulesBeforePlan = sh(er1(), ['ip', 'rule', 'show']);
+  plan = lab.cli(['plan', '--node', 'er1'], 'er1');
   lab.start('er1');
   lab.start('lb1');
   await waitFor('lb1 holds the VIP', () => vipHolder() === 'lb1', 20_000);
@@ -108,6 +113,14 @@ afterAll(async () => {
 });
 
 describe('system: controller core in network namespaces', () => {
+  it('sandwich plan printed the egress node\'s commands without running them', () => {
+    expect(plan.ok).toBe(true);
+    expect(plan.out).toContain('ip route replace 0.0.0.0/0 via 10.2.0.11 dev fwn table 101');
+    expect(plan.out).toContain('ip rule add priority 500 fwmark 1 iif srv lookup 101');
+    expect(plan.out).toContain('ip addr add 10.2.0.21/32 dev fwn');
+    expect(rulesBeforePlan).not.toMatch(/lookup 101/);
+  });
+
   it('probes reach the server through the firewall they name', async () => {
     // Let a few probe rounds pass, then compare each firewall's counters per probe source.
     await sleep(1500);

@@ -49,3 +49,13 @@ describe('config', () => {
     expect(errorsOf('cluster: x\nnodes: [\n')[0]).toMatch(/@[23]$/);
   });
 });
+
+describe('config: probe tables', () => {
+  it('rejects probe tables that would land on the kernel\'s reserved tables', () => {
+    const bad = example.replace("sources: { fw1: 10.1.0.21, fw2: 10.1.0.22 }", "sources: { fw1: 10.1.0.21, fw2: 10.1.0.22 }\n      tableBase: 253");
+    expect(errorsOf(bad)).toEqual(expect.arrayContaining([
+      expect.stringMatching(/^nodes\.0\.probe\.tableBase: probe table 253 for fw1 is a reserved table/),
+      expect.stringMatching(/^nodes\.0\.probe\.tableBase: probe table 254 for fw2 is a reserved table/),
+    ]));
+  });
+});

@@ -1,0 +1,135 @@
+import { Actuator } from '../../failover/actuator';
+import { ArpFence } from '../../failover/fence';
+import { FakeRunner } from '../../failover/runner';
+import { ManualTimers } from '../../failover/timers';
+import { parseConfig } from '../../controller/config';
+
+describe('ArpFence', () => {
+  let now = 1000;
+  let until = 1750;
+  const mono = () => now;
+  const fence = (runner: FakeRunner) => new ArpFence(runner, ['192.0.2.254/24', '10.1.0.254/24', '2001:db8::1/64'], () => until, { mono });
+
+  beforeEach(() => {
+    now = 1000;
+    until = 1750;
+  });
+
+  it('installs the table with live elements in one transaction, once', async () => {
+    const r = new FakeRunner();
+    const f = fence(r);
+    const res = await f.hold();
+    expect(r.calls).toHaveLength(1);
+    expect(r.lines()).toEqual(['nft -f -']);
+    const input = r.calls[0]!.input!;
+    expect(input).toContain('table arp sandwich_fence {}\ndelete table arp sandwich_fence\n');
+    expect(input).toContain('arp saddr ip @valid accept');
+    expect(input).toContain('arp saddr ip { 192.0.2.254, 10.1.0.254 } drop');
+    expect(input).toContain('add element arp sandwich_fence valid { 192.0.2.254 timeout 750ms, 10.1.0.254 timeout 750ms }');
+    expect(input).not.toContain('2001:db8');
+    expect(res.commands).toHaveLength(1);
+    expect(f.state).toBe('installed');
+    expect((await f.hold()).commands).toEqual([]);
+    expect(r.calls).toHaveLength(1);
+  });
+
+  it('refreshes with add, delete, add so the timeout restarts at the validity left now', async () => {
+    const r = new FakeRunner();
+    const f = fence(r);
+    expect(await f.refresh()).toBe(false); // not installed: nothing to refresh
+    await f.hold();
+    now = 1300;
+    until = 2100;
+    expect(await f.refresh()).toBe(true);
+    expect(r.calls[1]!.input).toBe([
+      'add element arp sandwich_fence valid { 192.0.2.254, 10.1.0.254 }',
+      'delete element arp sandwich_fence valid { 192.0.2.254, 10.1.0.254 }',
+      'add element arp sandwich_fence valid { 192.0.2.254 timeout 800ms, 10.1.0.254 timeout 800ms }',
+      '',
+    ].join('\n'));
+  });
+
+  it('never sets an element once validity is (nearly) gone', async () => {
+    const r = new FakeRunner();
+    const f = fence(r);
+    until = 1010;
+    await f.hold();
+    expect(r.calls[0]!.input).not.toContain('add element');
+    expect(await f.refresh()).toBe(false);
+    until = Number.NEGATIVE_INFINITY;
+    expect(await f.refresh()).toBe(false);
+    expect(r.calls).toHaveLength(1);
+  });
+
+  it('removes the table idempotently, reporting a change only when it had installed it', async () => {
+    const r = new FakeRunner();
+    const f = fence(r);
+    expect((await f.release()).commands).toEqual([]); // start-up clean-up of a leftover table
+    expect(r.calls[0]!.input).toBe('table arp sandwich_fence {}\ndelete table arp sandwich_fence\n');
+    expect((await f.release()).commands).toEqual([]);
+    expect(r.calls).toHaveLength(1);
+    await f.hold();
+    expect((await f.release()).commands).toHaveLength(1);
+    expect(f.state).toBe('absent');
+  });
+
+  it('names the fence and the nft error when nft fails', async () => {
+    const r = new FakeRunner(() => new Error('Error: Could not process rule: No such file or directory'));
+    await expect(fence(r).hold()).rejects.toThrow(/fence: install ARP fence for 192\.0\.2\.254, 10\.1\.0\.254, 750 ms failed: .*No such file/);
+  });
+});
+
+describe('Actuator with the ARP fence', () => {
+  const yaml = `
+cluster: t
+nodes:
+  - { name: lb1, role: ingress, interfaces: { client: cli, firewall: fwn } }
+  - { name: er1, role: egress, interfaces: { firewall: fwn, server: srv }, probe: { interface: firewall, sources: { fw1: 10.2.0.21 } } }
+firewalls:
+  - { name: fw1, ingressAddress: 10.1.0.11, egressAddress: 10.2.0.11, egressMac: "02:00:00:00:f1:0e", mark: 1, table: 101 }
+services: []
+checks: [{ name: leg, kind: icmp, scope: leg, from: egress }]
+vipGroups:
+  - { name: ingress, role: ingress, addresses: [{ address: 192.0.2.254/24, interface: client }], garp: { count: 1, repeatAfterMs: 0, refreshIntervalMs: 0 } }
+egress: { routes: [default] }
+`;
+
+  function runner(): FakeRunner {
+    let vipPresent = false;
+    return new FakeRunner((c) => {
+      const line = [c.file, ...c.args].join(' ');
+      if (line.startsWith('ip -j') && line.includes('addr')) {
+        return JSON.stringify(vipPresent ? [{ ifname: 'cli', addr_info: [{ family: 'inet', local: '192.0.2.254', prefixlen: 24 }] }] : [{ ifname: 'cli', addr_info: [] }]);
+      }
+      if (c.file === 'ip' && c.input?.includes('192.0.2.254')) vipPresent = c.input.includes('add');
+      if (c.file === 'ip' && c.args.includes('192.0.2.254/24')) vipPresent = c.args.includes('add');
+      return '';
+    });
+  }
+
+  it('installs the fence before the VIP address, and removes it after the address on release', async () => {
+    const config = parseConfig(yaml, 'test.yaml');
+    const r = runner();
+    let until = performance.now() + 700;
+    const a = new Actuator(config, 'lb1', r, { timers: new ManualTimers(), fenceUntil: () => until, verify: false });
+    const res = await a.reconcile(null, { holdsVips: true });
+    // Other drivers get empty kernel output from this fake and fail; only the fence and the VIPs matter here.
+    const vipErrors = (e: { driver: string }[]) => e.filter((x) => x.driver === 'fence' || x.driver.startsWith('vip:'));
+    expect(vipErrors(res.errors)).toEqual([]);
+    const nftAt = r.calls.findIndex((c) => c.file === 'nft' && c.input?.includes('chain output'));
+    const vipAt = r.calls.findIndex((c) => c.file !== 'nft' && c.file !== 'arping' && JSON.stringify(c).includes('192.0.2.254/24') && !c.args.includes('-j'));
+    expect(nftAt).toBeGreaterThanOrEqual(0);
+    expect(vipAt).toBeGreaterThan(nftAt);
+    until = performance.now() + 700;
+    expect(await a.refreshFence()).toBe(true);
+    const before = r.calls.length;
+    const rel = await a.release();
+    expect(vipErrors(rel.errors)).toEqual([]);
+    const after = r.calls.slice(before);
+    const delAt = after.findIndex((c) => c.file === 'nft' && c.input?.includes('delete table'));
+    const addrAt = after.findIndex((c) => c.file !== 'nft' && JSON.stringify(c).includes('192.0.2.254/24') && !c.args.includes('-j'));
+    expect(addrAt).toBeGreaterThanOrEqual(0);
+    expect(delAt).toBeGreaterThan(addrAt);
+    a.close();
+  });
+});
