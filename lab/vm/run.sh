@@ -50,6 +50,14 @@ flock -n 9 || die "another lab VM is running with $LAB_OUT (set LAB_OUT to use a
 t_start=$(date +%s.%N)
 initrd=$("$HERE/build-initrd.sh")
 t_initrd=$(date +%s.%N)
+# The controller (bin/, dist/) and its run-time dependencies in one tar for the lab scripts
+# (lab/run-lib.sh stage_app): one 9p stream instead of ~1700 small files, minutes faster in TCG.
+if [ -f "$REPO/dist/controller/cli.js" ] && command -v node > /dev/null; then
+  mkdir -p "$LAB_OUT/vm"
+  (cd "$REPO" && node lab/app-files.js > "$LAB_OUT/vm/app-files.txt" \
+    && tar -cf "$LAB_OUT/vm/app.tar.tmp" -T "$LAB_OUT/vm/app-files.txt" && mv "$LAB_OUT/vm/app.tar.tmp" "$LAB_OUT/vm/app.tar") \
+    || echo "run.sh: could not pack the controller for the VM (lab/app-files.js); lab scripts will copy file by file" >&2
+fi
 
 cwd=$PWD
 visible "$cwd" || cwd=$REPO
