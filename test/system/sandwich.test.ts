@@ -6,7 +6,7 @@ import { NetnsSandwich, sh, sleep, trySh, waitFor } from './harness';
 
 const CONFIG = `
 cluster: systest
-store: { kind: etcd, endpoints: [http://10.9.0.1:2379], callTimeoutMs: 500, leaseTtlS: 2 }
+store: { kind: etcd, endpoints: [http://10.9.0.1:2379], callTimeoutMs: 1000, leaseTtlS: 3 }
 timing: { decideIntervalMs: 100, reconcileIntervalMs: 500, holdDownMs: 1000, observationStaleMs: 3000 }
 nodes:
   - name: lb1
@@ -115,8 +115,9 @@ afterAll(async () => {
 describe('system: controller core in network namespaces', () => {
   it('sandwich plan printed the egress node\'s commands without running them', () => {
     expect(plan.ok).toBe(true);
-    expect(plan.out).toContain('ip route replace 0.0.0.0/0 via 10.2.0.11 dev fwn table 101');
-    expect(plan.out).toContain('ip rule add priority 500 fwmark 1 iif srv lookup 101');
+    // Routes and rules go in one `ip -batch -`, printed with its input.
+    expect(plan.out).toContain("ip -batch - <<'EOF'\nroute replace 0.0.0.0/0 via 10.2.0.11 dev fwn table 101\n");
+    expect(plan.out).toContain('\nrule add priority 500 fwmark 1 iif srv lookup 101\n');
     expect(plan.out).toContain('ip addr add 10.2.0.21/32 dev fwn');
     expect(rulesBeforePlan).not.toMatch(/lookup 101/);
   });
