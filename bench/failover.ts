@@ -1,0 +1,191 @@
+// Failover benchmark on the coordination lab (test/integration/netns-coord.ts): a real 3-member etcd
+// in a namespace, `sandwich run` for lb1 and lb2, samplers in lb1/lb2 (VIP address + ARP fence, every
+// ~3-4 ms) and in the client (its neighbour entry for the VIP). Per run, from the fault:
+//   moved     = the new leader's sampler first shows it holding the VIP (address + live fence element)
+//   announced = the client's neighbour entry names the new leader's MAC (its gratuitous ARP arrived)
+//   dual      = time both samplers showed a holder at once (target 0)
+// Faults: kill -9 of the leader's controller, SIGSTOP of it (SIGCONT after the takeover), and manual
+// failover (`sandwich failover --to`; timed from the leader's "switchover … requested" event, as the
+// CLI's own start-up on a busy host is not failover time).
+//
+//   npx tsc -p tsconfig.json && node dist/bench/failover.js [--runs 20] [--profiles fast,default] [--faults kill,stop,manual] [--budget-s N] [--write]
+// --write puts the JSON in docs/failover-bench.json and the table in docs/coordination.md.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import { dualHolding, monoMs } from '../test/integration/netns-sampler';
+import { CoordLab } from '../test/integration/netns-coord';
+import { sleep, waitFor } from '../test/system/harness';
+
+type Fault = 'kill -9' | 'SIGSTOP' | 'manual failover';
+/** dualMs: both held for certain; possibleDualMs: also counting fence readings that cannot tell. */
+interface Run { fault: Fault; from: string; to: string; movedMs: number; announcedMs: number; dualMs: number; possibleDualMs: number }
+interface Profile { name: string; heartbeatMs: number; electionMs: number; leaseTtlS: number }
+
+const PROFILES: Record<string, Profile> = {
+  fast: { name: 'fast', heartbeatMs: 10, electionMs: 100, leaseTtlS: 1 },
+  default: { name: 'default', heartbeatMs: 100, electionMs: 1000, leaseTtlS: 2 },
+};
+
+function arg(name: string, dflt: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] ?? dflt : dflt;
+}
+
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil(p * s.length) - 1)] ?? NaN;
+};
+
+async function steadyLeader(lab: CoordLab, stableMs = 1000): Promise<string> {
+  const { value } = await waitFor('a steady VIP holder', () => {
+    const h = lab.holder();
+    if (h !== 'lb1' && h !== 'lb2') return null;
+    const last = lab.samplers![h].changes().pop();
+    return last && monoMs() - last.t >= stableMs ? h : null;
+  }, 60_000, 50);
+  return value!;
+}
+
+/** First time after t0 the sampler reported `value`. */
+function firstChange(changes: { t: number; value: string }[], t0: number, value: string): number | null {
+  return changes.find((c) => c.t >= t0 && c.value === value)?.t ?? null;
+}
+
+async function oneRun(lab: CoordLab, fault: Fault): Promise<Run> {
+  const from = await steadyLeader(lab);
+  const to = from === 'lb1' ? 'lb2' : 'lb1';
+  await waitFor(`${to} ready`, () => lab.ready(to), 30_000, 50);
+  lab.touchNeighbour();
+  await waitFor('client neighbour entry on the leader', () => lab.neighbour() === lab.mac(from), 5000, 10);
+  const toMac = lab.mac(to);
+  let t0 = monoMs();
+  if (fault === 'kill -9') await lab.stop(from, 'SIGKILL');
+  else if (fault === 'SIGSTOP') lab.signal(from, 'SIGSTOP');
+  else {
+    const r = lab.cli(['failover', '--to', to], to);
+    if (!/moved from/.test(r.out)) throw new Error(`failover refused: ${r.out.trim()}`);
+    const req = lab.events(from).filter((e) => e.event === 'switchover' && /requested by/.test(e.reason)).pop();
+    if (!req) throw new Error('no switchover event in the leader log');
+    t0 = Date.parse(req.ts!) - lab.wallOffset;
+  }
+  await waitFor(`${to} holds the VIP`, () => lab.holder() === to || lab.holder() === 'both', 15_000, 5);
+  await waitFor('client neighbour entry on the new leader', () => lab.neighbour() === toMac, 10_000, 5);
+  const moved = lab.samplers![to as 'lb1' | 'lb2'].changes().find((c) => c.t >= t0 && c.value !== '0')!.t;
+  const announced = firstChange(lab.samplers!.neigh.changes(), t0, toMac)!;
+  if (fault === 'SIGSTOP') lab.signal(from, 'SIGCONT');
+  if (fault === 'kill -9') lab.start(from);
+  await waitFor(`${from} without the VIP address`, () => !lab.hasAddress(from), 15_000, 20);
+  const dual = (mode: 'certain' | 'possible') => dualHolding(lab.samplers!.lb1, lab.samplers!.lb2, mode).spans.filter(([, t]) => t >= t0).reduce((s, [a, b]) => s + (b - a), 0);
+  return { fault, from, to, movedMs: moved - t0, announcedMs: announced - t0, dualMs: dual('certain'), possibleDualMs: dual('possible') };
+}
+
+async function benchProfile(p: Profile, runs: number, deadline: number, faults: Fault[]): Promise<{ profile: Profile; runs: Run[]; skipped: string[]; samplerMaxGapMs: number; samplerGapsOver10: number; samples: number; load: number[] }> {
+  const lab = new CoordLab(p.name === 'fast' ? 'swbf' : 'swbd', { leaseTtlS: p.leaseTtlS, heartbeatMs: p.heartbeatMs, electionMs: p.electionMs });
+  const out: Run[] = [];
+  const skipped: string[] = [];
+  const onSignal = () => void lab.down().finally(() => process.exit(130));
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const load0 = loadavg()[0]!;
+  try {
+    await lab.up();
+    lab.start('lb1');
+    await steadyLeader(lab);
+    lab.start('lb2');
+    // Faults interleaved, so a time budget that runs out leaves each with a similar number of runs.
+    for (let i = 0; i < runs && monoMs() < deadline; i++) {
+      for (const fault of faults) {
+        let r: Run;
+        try {
+          r = await oneRun(lab, fault);
+        } catch (e) {
+          // Leadership can move on its own on a loaded host between the steady check and the fault: counted, not measured.
+          skipped.push(`${fault}: ${e instanceof Error ? e.message : String(e)}`);
+          process.stderr.write(`${p.name} ${fault} #${i + 1}: skipped (${String(e).trim()})\n`);
+          for (const n of ['lb1', 'lb2']) {
+            const c = lab.controllers.get(n);
+            if (!c || c.proc.exitCode !== null || c.proc.signalCode !== null) lab.start(n);
+            else lab.signal(n, 'SIGCONT');
+          }
+          continue;
+        }
+        out.push(r);
+        process.stderr.write(`${p.name} ${fault} #${i + 1} (${new Date().toISOString().slice(11, 19)}): moved ${r.movedMs.toFixed(0)} ms, announced ${r.announcedMs.toFixed(0)} ms, dual ${r.dualMs.toFixed(1)} ms (possible ${r.possibleDualMs.toFixed(1)} ms)\n`);
+        await sleep(300);
+      }
+    }
+    const sums = [lab.samplers!.lb1.summary(), lab.samplers!.lb2.summary(), lab.samplers!.neigh.summary()];
+    return {
+      profile: p, runs: out, skipped,
+      samplerMaxGapMs: Math.max(...sums.map((s) => s?.maxGapMs ?? NaN)),
+      samplerGapsOver10: sums.reduce((n, s) => n + (s?.gapsOver10Ms ?? 0), 0),
+      samples: sums.reduce((n, s) => n + (s?.samples ?? 0), 0),
+      load: [load0, loadavg()[0]!],
+    };
+  } finally {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+    await lab.down();
+  }
+}
+
+function table(results: Awaited<ReturnType<typeof benchProfile>>[], command: string): string {
+  const lines = [
+    `Measured ${new Date().toISOString().slice(0, 16)}Z on the shared 2-core host (load average ${results.map((r) => r.load.map((l) => l.toFixed(1)).join('→')).join(', ')}). Rerun: \`${command}\``,
+    '',
+    '| etcd flags | lease TTL | fault | runs | moved p50 | moved p99 | announced p50 | announced p99 | max | dual-holder time (certain / possible) |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const r of results) {
+    for (const fault of ['kill -9', 'SIGSTOP', 'manual failover'] as Fault[]) {
+      const rs = r.runs.filter((x) => x.fault === fault);
+      if (rs.length === 0) continue;
+      const m = rs.map((x) => x.movedMs);
+      const a = rs.map((x) => x.announcedMs);
+      const ms = (v: number) => `${Math.round(v)} ms`;
+      lines.push(`| ${r.profile.name} (${r.profile.heartbeatMs}/${r.profile.electionMs} ms) | ${r.profile.leaseTtlS} s | ${fault} | ${rs.length} | ${ms(pct(m, 0.5))} | ${ms(pct(m, 0.99))} | ${ms(pct(a, 0.5))} | ${ms(pct(a, 0.99))} | ${ms(Math.max(...a))} | ${rs.reduce((s, x) => s + x.dualMs, 0).toFixed(1)} / ${rs.reduce((s, x) => s + x.possibleDualMs, 0).toFixed(1)} ms |`);
+    }
+  }
+  lines.push('', `Runs skipped (leadership moved on its own before the fault, or a wait timed out): ${results.map((r) => r.skipped.length).join(', ')}.`);
+  lines.push('', `Samplers: ${results.map((r) => `${r.samples} samples, max gap ${r.samplerMaxGapMs.toFixed(1)} ms, ${r.samplerGapsOver10} gaps > 10 ms`).join('; ')}.`);
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  const runs = Number(arg('runs', '20'));
+  // Stop starting new rounds after this long (the machine may be shared and slow); 0 = no limit.
+  const budgetS = Number(arg('budget-s', '0'));
+  const faultArg = arg('faults', 'kill,stop,manual');
+  const faults = faultArg.split(',').map((f) => ({ kill: 'kill -9', stop: 'SIGSTOP', manual: 'manual failover' } as Record<string, Fault>)[f] ?? null);
+  if (faults.some((f) => f === null)) throw new Error(`--faults: use kill, stop, manual (got "${faultArg}")`);
+  const chosen = faults as Fault[];
+  const deadline = budgetS > 0 ? monoMs() + budgetS * 1000 : Number.POSITIVE_INFINITY;
+  const names = arg('profiles', 'fast').split(',');
+  const results = [];
+  for (const n of names) {
+    const p = PROFILES[n];
+    if (!p) throw new Error(`unknown profile "${n}" (known: ${Object.keys(PROFILES).join(', ')})`);
+    results.push(await benchProfile(p, runs, deadline, chosen));
+  }
+  const command = `npx tsc -p tsconfig.json && node dist/bench/failover.js --runs ${runs} --profiles ${names.join(',')} --faults ${faultArg}${budgetS > 0 ? ` --budget-s ${budgetS}` : ''} --write`;
+  const md = table(results, command);
+  console.log(md);
+  if (process.argv.includes('--write')) {
+    const root = join(__dirname, '..', '..');
+    writeFileSync(join(root, 'docs', 'failover-bench.json'), JSON.stringify({ command, results }, null, 2) + '\n');
+    const doc = join(root, 'docs', 'coordination.md');
+    const text = readFileSync(doc, 'utf8');
+    const start = '<!-- bench:failover:start -->';
+    const end = '<!-- bench:failover:end -->';
+    const i = text.indexOf(start);
+    const j = text.indexOf(end);
+    if (i < 0 || j < i) throw new Error(`${doc}: markers ${start} … ${end} not found`);
+    writeFileSync(doc, `${text.slice(0, i + start.length)}\n${md}\n${text.slice(j)}`);
+  }
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench/failover: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exitCode = 1;
+});

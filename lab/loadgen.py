@@ -1,0 +1,120 @@
+"""Bounded HTTP load through the sandwich, from the lab's client namespace, one asyncio process.
+
+New requests: --rate per second (one new TCP connection each, "Connection: close"), source
+addresses cycling through <prefix><first>..<prefix><last>, for at most --duration seconds or
+until --stop-file appears. Long-lived connections: --long N keep-alive connections from the
+last N source addresses, one request each per --long-interval seconds on the same connection;
+a connection that fails once is counted as lost (not reopened).
+Records go to --out (JSON lines, flushed as they come):
+  {"k":"req","t":<unix s>,"src":..,"ok":bool,"ms":..,"err":..}
+  {"k":"long","t":..,"src":..,"ok":bool,"ms":..,"err":..,"seq":n}
+  {"k":"end","t":..,"long":{"<src>":"alive"|"lost at <t>"}}
+Run with /usr/bin/python3 inside the client namespace (the VM hides root's pyenv).
+"""
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+
+p = argparse.ArgumentParser(description=__doc__)
+p.add_argument("--out", required=True)
+p.add_argument("--rate", type=float, default=20.0, help="new requests per second")
+p.add_argument("--duration", type=float, default=120.0, help="upper bound in seconds")
+p.add_argument("--stop-file", help="stop early when this file exists")
+p.add_argument("--prefix", default="203.0.113.")
+p.add_argument("--first", type=int, default=10)
+p.add_argument("--last", type=int, default=34)
+p.add_argument("--long", type=int, default=6, help="long-lived connections (sources after --last)")
+p.add_argument("--long-interval", type=float, default=1.0)
+p.add_argument("--host", default="198.51.100.10")
+p.add_argument("--port", type=int, default=80)
+p.add_argument("--timeout", type=float, default=2.0, help="seconds per request")
+a = p.parse_args()
+if not (0 < a.rate <= 200) or not (0 < a.duration <= 3600) or a.first > a.last or a.long < 0:
+    sys.exit("loadgen.py: need 0 < --rate <= 200, 0 < --duration <= 3600, --first <= --last, --long >= 0")
+
+out = open(a.out, "w", buffering=1)
+def rec(r: dict) -> None:
+    out.write(json.dumps(r, separators=(",", ":")) + "\n")
+
+REQ = f"GET / HTTP/1.1\r\nHost: {a.host}\r\n"
+async def one_request(reader, writer, close: bool) -> None:
+    writer.write((REQ + ("Connection: close\r\n" if close else "") + "\r\n").encode())
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = head.split(b" ", 2)[1]
+    n = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            n = int(line.split(b":")[1])
+    body = await reader.readexactly(n)
+    if status != b"200" or b"hello from" not in body:
+        raise RuntimeError(f"HTTP {status.decode()} {body[:40]!r}")
+
+def err_text(e: BaseException) -> str:
+    if isinstance(e, asyncio.TimeoutError):
+        return "timeout"
+    return f"{type(e).__name__}: {e}"[:120]
+
+async def request(src: str) -> None:
+    t, t0 = time.time(), time.monotonic()
+    err, writer = None, None
+    try:
+        async def go():
+            nonlocal writer
+            reader, writer = await asyncio.open_connection(a.host, a.port, local_addr=(src, 0))
+            await one_request(reader, writer, True)
+        await asyncio.wait_for(go(), a.timeout)
+    except Exception as e:  # every failure is a data point
+        err = err_text(e)
+    finally:
+        if writer:
+            writer.close()
+    rec({"k": "req", "t": round(t, 3), "src": src, "ok": err is None, "ms": round((time.monotonic() - t0) * 1000, 1), "err": err})
+
+long_state = {}
+async def long_lived(src: str, deadline: float) -> None:
+    seq, writer = 0, None
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(a.host, a.port, local_addr=(src, 0)), a.timeout)
+        long_state[src] = "alive"
+        while time.monotonic() < deadline and not stopped():
+            t, t0 = time.time(), time.monotonic()
+            try:
+                await asyncio.wait_for(one_request(reader, writer, False), a.timeout)
+                rec({"k": "long", "t": round(t, 3), "src": src, "ok": True, "ms": round((time.monotonic() - t0) * 1000, 1), "seq": seq})
+            except Exception as e:
+                rec({"k": "long", "t": round(t, 3), "src": src, "ok": False, "ms": round((time.monotonic() - t0) * 1000, 1), "err": err_text(e), "seq": seq})
+                long_state[src] = f"lost at {t:.3f}"
+                return
+            seq += 1
+            await asyncio.sleep(a.long_interval)
+    except Exception as e:
+        long_state[src] = f"lost at {time.time():.3f} (connect: {err_text(e)})"
+    finally:
+        if writer:
+            writer.close()
+
+def stopped() -> bool:
+    return bool(a.stop_file) and os.path.exists(a.stop_file)
+
+async def main() -> None:
+    start = time.monotonic()
+    deadline = start + a.duration
+    sources = [f"{a.prefix}{i}" for i in range(a.first, a.last + 1)]
+    longs = [asyncio.create_task(long_lived(f"{a.prefix}{a.last + 1 + i}", deadline)) for i in range(a.long)]
+    tasks, n = set(), 0
+    while time.monotonic() < deadline and not stopped():
+        t = asyncio.create_task(request(sources[n % len(sources)]))
+        tasks.add(t)
+        t.add_done_callback(tasks.discard)
+        n += 1
+        # Paced by the schedule, not by the previous sleep: a slow loop catches up.
+        await asyncio.sleep(max(0.0, start + n / a.rate - time.monotonic()))
+    await asyncio.gather(*tasks, *longs, return_exceptions=True)
+    rec({"k": "end", "t": round(time.time(), 3), "requests": n, "long": long_state})
+
+asyncio.run(main())
+out.close()

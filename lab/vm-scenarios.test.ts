@@ -1,0 +1,115 @@
+// The controller with real IPVS: boots the lab VM once (lab/vm/run.sh, qemu TCG) and runs a subset
+// of lab/scenarios.sh under load, then checks each scenario's measurements.
+// Subset (fits CI's budget; the VM is ~25x slower than the host): fw1-blackhole, drift, leader-kill.
+// `lab/vm/run.sh lab/scenarios.sh -- all` runs every scenario (docs/lab-results.md).
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+
+// Not in the jest projects yet: it has not passed on the shared 2-core machine (docs/lab-results.md).
+// Run it by hand: npx jest --rootDir . --testMatch '**/lab/vm-scenarios.test.ts' lab/vm-scenarios.test.ts
+const ROOT = join(__dirname, '..');
+const OUT = join(ROOT, 'lab', 'out', 'test-lab');   // own LAB_OUT: the VM lock is per directory
+const SCENARIOS = ['fw1-blackhole', 'drift', 'leader-kill'];
+const VM_TIMEOUT_S = 2400;   // hard bound; see docs/lab-results.md for measured durations
+
+interface Phase {
+  name: string;
+  requests: number;
+  failed: number;
+  recoverySeconds: number | null;
+  longAlive: number;
+  longLost: number;
+  dualVipSeconds: number;
+  vipHolderAtEnd: string[];
+}
+interface Scenario {
+  name: string;
+  ok: boolean;
+  problems: string[];
+  notes: string[];
+  requests: number;
+  failed: number;
+  dualVipSeconds: number;
+  vipHolderAtEnd: string[];
+  phases: Phase[];
+}
+
+let rc: number | null = null;
+let output = '';
+let results: Scenario[] = [];
+
+beforeAll(async () => {
+  rmSync(join(OUT, 'scenarios'), { recursive: true, force: true });
+  mkdirSync(OUT, { recursive: true });
+  rc = await new Promise<number | null>((resolve) => {
+    const p = execFile(join(ROOT, 'lab', 'vm', 'run.sh'), ['lab/scenarios.sh', String(VM_TIMEOUT_S), '--', ...SCENARIOS], {
+      cwd: ROOT, env: { ...process.env, LAB_OUT: OUT }, maxBuffer: 64 * 1024 * 1024, timeout: (VM_TIMEOUT_S + 120) * 1000,
+    }, () => undefined);
+    p.stdout?.on('data', (d: Buffer) => (output += d.toString()));
+    p.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+    p.on('exit', (code) => resolve(code));
+  });
+  const file = join(OUT, 'scenarios', 'results.json');
+  if (existsSync(file)) results = JSON.parse(readFileSync(file, 'utf8')) as Scenario[];
+}, (VM_TIMEOUT_S + 180) * 1000);
+
+function scenario(name: string): Scenario {
+  const s = results.find((r) => r.name === name);
+  if (!s) throw new Error(`no results for scenario ${name} (run.sh exit ${rc}); console tail:\n${output.split('\n').slice(-40).join('\n')}`);
+  return s;
+}
+function phase(s: Scenario, name: string): Phase {
+  const p = s.phases.find((x) => x.name === name);
+  if (!p) throw new Error(`scenario ${s.name} has no phase ${name} (phases: ${s.phases.map((x) => x.name).join(', ')})`);
+  return p;
+}
+
+describe('lab: the controller with real IPVS in the VM', () => {
+  it('runs every scenario of the subset to the end and they pass their own checks', () => {
+    expect(results.map((r) => r.name)).toEqual(SCENARIOS);
+    for (const s of results) expect({ name: s.name, problems: s.problems }).toEqual({ name: s.name, problems: [] });
+    expect(rc).toBe(0);
+  });
+
+  it('fw1 black-holed: a few requests fail, then every new request succeeds through fw2; none fail after the repair', () => {
+    const s = scenario('fw1-blackhole');
+    expect(phase(s, 'baseline').failed).toBe(0);
+    const fault = phase(s, 'fault');
+    expect(fault.requests).toBeGreaterThan(50);
+    // Detection (3 probes at 1 s) + decide + reconcile in the slow VM: bounded, and not all lost.
+    expect(fault.recoverySeconds).not.toBeNull();
+    expect(fault.recoverySeconds!).toBeLessThan(60);
+    expect(fault.failed).toBeLessThan(fault.requests / 2);
+    // The long-lived connections hashed to fw2 survive fw1's failure.
+    expect(fault.longAlive).toBe(6);
+    expect(fault.longLost).toBeLessThan(6);
+    const repair = phase(s, 'repair');
+    expect(repair.failed).toBe(0);
+    expect(repair.longLost).toBe(0);
+    expect(s.dualVipSeconds).toBe(0);
+    expect(s.vipHolderAtEnd).toHaveLength(1);
+  });
+
+  it('drift made by hand (ipvsadm -d, ip route del) is corrected without failing requests beyond the deleted firewall\'s share', () => {
+    const s = scenario('drift');
+    const ipvs = phase(s, 'ipvs-drift');
+    expect(ipvs.recoverySeconds).not.toBeNull();
+    expect(ipvs.recoverySeconds!).toBeLessThan(60);
+    const route = phase(s, 'route-drift');
+    expect(route.recoverySeconds).not.toBeNull();
+    expect(route.recoverySeconds!).toBeLessThan(60);
+    expect(s.notes.some((n) => /drift events logged: [1-9]/.test(n))).toBe(true);
+    expect(s.vipHolderAtEnd).toHaveLength(1);
+  });
+
+  it('kill -9 of the leading LB controller: the other LB takes the VIP group, traffic recovers, one holder after the restart', () => {
+    const s = scenario('leader-kill');
+    const kill = phase(s, 'kill');
+    expect(kill.recoverySeconds).not.toBeNull();
+    expect(kill.recoverySeconds!).toBeLessThan(90);
+    const restart = phase(s, 'restart');
+    expect(restart.vipHolderAtEnd).toHaveLength(1);
+    expect(s.vipHolderAtEnd).toHaveLength(1);
+  });
+});

@@ -1,0 +1,67 @@
+// lab/loadgen.py against lab/httpd.py on loopback (host, no VM): bounded rate and duration,
+// per-request records, long-lived connections, failures recorded as data.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const LAB = join(__dirname, '..', '..', 'lab');
+const dir = mkdtempSync(join(tmpdir(), 'sandwich-loadgen-'));
+const PORT = 20000 + (process.pid % 20000);
+let server: ChildProcess | null = null;
+
+interface Rec { k: string; t: number; src?: string; ok?: boolean; ms?: number; err?: string | null; requests?: number; long?: Record<string, string> }
+
+function loadgen(out: string, args: string[]): Promise<Rec[]> {
+  return new Promise((resolve, reject) => {
+    execFile('/usr/bin/python3', [join(LAB, 'loadgen.py'), '--out', out, '--host', '127.0.0.1', '--port', String(PORT),
+      '--prefix', '127.0.0.', '--first', '1', '--last', '4', ...args], { timeout: 30_000 }, (err) => {
+      if (err) return reject(err);
+      resolve(readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Rec));
+    });
+  });
+}
+
+beforeAll(async () => {
+  const ready = join(dir, 'ready');
+  server = spawn('/usr/bin/python3', [join(LAB, 'httpd.py'), '--host', '127.0.0.1', '--port', String(PORT), '--ready', ready], { stdio: 'ignore' });
+  for (let i = 0; i < 100 && !existsSync(ready); i++) await new Promise((r) => setTimeout(r, 100));
+  if (!existsSync(ready)) throw new Error('httpd.py did not start within 10 s');
+}, 15_000);
+
+afterAll(() => {
+  server?.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('lab/loadgen.py', () => {
+  it('sends the requested rate for the requested time from rotating sources, all recorded', async () => {
+    const t0 = Date.now() / 1000;
+    const recs = await loadgen(join(dir, 'ok.jsonl'), ['--rate', '20', '--duration', '2', '--long', '1', '--long-interval', '0.5']);
+    const reqs = recs.filter((r) => r.k === 'req');
+    expect(reqs.length).toBeGreaterThanOrEqual(38);
+    expect(reqs.length).toBeLessThanOrEqual(41);
+    expect(reqs.every((r) => r.ok && r.err === null && typeof r.ms === 'number')).toBe(true);
+    expect(new Set(reqs.map((r) => r.src))).toEqual(new Set(['127.0.0.1', '127.0.0.2', '127.0.0.3', '127.0.0.4']));
+    expect(Math.min(...reqs.map((r) => r.t))).toBeGreaterThanOrEqual(t0 - 1);
+    const longs = recs.filter((r) => r.k === 'long');
+    expect(longs.length).toBeGreaterThanOrEqual(3);
+    expect(longs.every((r) => r.src === '127.0.0.5' && r.ok)).toBe(true);
+    const end = recs.find((r) => r.k === 'end')!;
+    expect(end.long).toEqual({ '127.0.0.5': 'alive' });
+  }, 30_000);
+
+  it('records failures (nothing listening) as data and keeps going until the duration ends', async () => {
+    server?.kill('SIGKILL');
+    await new Promise((r) => setTimeout(r, 300));
+    const recs = await loadgen(join(dir, 'bad.jsonl'), ['--rate', '10', '--duration', '1', '--long', '1']);
+    const reqs = recs.filter((r) => r.k === 'req');
+    expect(reqs.length).toBeGreaterThanOrEqual(9);
+    expect(reqs.every((r) => r.ok === false && /Refused/.test(r.err ?? ''))).toBe(true);
+    expect(recs.find((r) => r.k === 'end')!.long!['127.0.0.5']).toMatch(/^lost at .*connect/);
+  }, 30_000);
+
+  it('rejects unbounded settings', async () => {
+    await expect(loadgen(join(dir, 'x.jsonl'), ['--rate', '1000'])).rejects.toThrow(/--rate/);
+  });
+});
