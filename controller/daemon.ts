@@ -17,6 +17,8 @@ import { systemdNotifier } from './systemd';
 export async function openStore(config: Config, events?: EventLog, node = 'cli', onRenewed?: () => void): Promise<CoordinationStore> {
   if (config.store.kind === 'memory') return new MemoryStore();
   return EtcdStore.fromConfig(config, {
+    // A one-shot CLI client's first call also pays for connecting: give operators' commands more time.
+    ...(node === 'cli' ? { callTimeoutMs: Math.max(config.store.callTimeoutMs, 5000) } : {}),
     ...(events ? { onEvent: (e: EtcdStoreEvent) => events.emit(storeEvent(node, e)) } : {}),
     ...(onRenewed ? { onRenewed } : {}),
   });
