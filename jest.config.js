@@ -13,9 +13,9 @@ const base = {
 module.exports = {
   projects: [
     { ...base, displayName: 'unit', testMatch: ['<rootDir>/test/unit/**/*.test.ts'] },
-    { ...base, displayName: 'integration', testMatch: ['<rootDir>/test/integration/**/*.test.ts'], testPathIgnorePatterns: ['/coordination\\.test\\.ts$'] },
-    // etcd fault scenarios with two LB controllers; not in scripts/test until reliable on a loaded 2-core machine (docs/coordination.md).
-    { ...base, displayName: 'coordination', testMatch: ['<rootDir>/test/integration/coordination.test.ts'] },
+    { ...base, displayName: 'integration', testMatch: ['<rootDir>/test/integration/**/*.test.ts'], testPathIgnorePatterns: ['/coordination-\\w+\\.test\\.ts$'] },
+    // etcd fault scenarios with two LB controllers, once per leadership profile (docs/coordination.md).
+    { ...base, displayName: 'coordination', testMatch: ['<rootDir>/test/integration/coordination-*.test.ts'] },
     { ...base, displayName: 'system', testMatch: ['<rootDir>/test/system/**/*.test.ts'] },
     // Real IPVS: each test boots the Debian kernel in qemu (lab/vm/run.sh).
     { ...base, displayName: 'lab', testMatch: ['<rootDir>/test/lab/**/*.test.ts'] },

@@ -188,7 +188,7 @@ export function configReference(source = readFileSync(configSourcePath(), 'utf8'
           const kind = Object.entries(variant.properties ?? {}).find(([, p]) => p.const !== undefined);
           sections.splice(head + i, 0, { title: kind ? `${sub} (${kind[0]}: ${JSON.stringify(kind[1].const)})` : `${sub} (variant ${i + 1})`, schema: variant, constName: childConst, required });
         });
-        type = v.map((x) => { const k = Object.values(x.properties ?? {}).find((p) => p.const !== undefined); return k ? `object (kind ${code(k.const)})` : 'object'; }).join(' or ');
+        type = v.map((x) => { const k = Object.entries(x.properties ?? {}).find(([, p]) => p.const !== undefined); return k ? `object (${k[0]} ${code(k[1].const)})` : 'object'; }).join(' or ');
       } else if (isObject(child)) {
         sections.push({ title: sub, schema: child, constName: childConst, required });
       } else if (child.type === 'array' && child.items && isObject(child.items)) {

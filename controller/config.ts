@@ -127,6 +127,26 @@ const EgressSchema = z.strictObject({
   flushConntrack: z.boolean().default(true),
 });
 
+/**
+ * How the leader of a role is chosen and kept (docs/coordination.md):
+ * lease: the leader key is bound to the node's etcd lease (validity = last acknowledged keepalive's send time + TTL − margin);
+ * fast: no lease; the leader rewrites its key by compare-and-swap every renewIntervalMs, a standby takes it over by
+ * compare-and-swap once it has seen no new revision for takeoverAfterMs, and the leader's validity ends marginMs before that.
+ */
+const LeadershipSchema = z.discriminatedUnion('mode', [
+  z.strictObject({ mode: z.literal('lease') }),
+  z.strictObject({
+    /** lease: the leader key lives as long as the node's lease (leaseTtlS); fast: the leader renews its key by compare-and-swap, no lease. */
+    mode: z.literal('fast'),
+    /** The leader rewrites its key this often. */
+    renewIntervalMs: ms(10, 60_000).default(100),
+    /** A standby takes the key over after seeing no renewal for this long. */
+    takeoverAfterMs: ms(50, 600_000).default(500),
+    /** The leader's validity (and its kernel ARP fence) ends this long before a standby may take over; must cover the host's worst nft latency. */
+    marginMs: ms(10, 60_000).default(150),
+  }),
+]);
+
 const StoreSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('memory') }),
   z.strictObject({
@@ -137,6 +157,10 @@ const StoreSchema = z.discriminatedUnion('kind', [
     leaseTtlS: z.number().int().min(1).max(3600).default(2),
     auth: z.strictObject({ username: z.string().min(1), passwordFile: z.string().min(1) }).optional(),
     tls: z.strictObject({ caFile: z.string().min(1), certFile: z.string().min(1).optional(), keyFile: z.string().min(1).optional() }).optional(),
+    /** lease (default) or fast: how the leader key is kept (docs/coordination.md). */
+    leadership: LeadershipSchema.default({ mode: 'lease' }),
+    /** etcd's --election-timeout (ms; etcd's default 1000): the fast profile must ride out a raft election. */
+    etcdElectionTimeoutMs: ms(10, 60_000).default(1000),
   }),
 ]);
 
@@ -249,6 +273,17 @@ function crossCheck(c: z.infer<typeof ConfigObject>, ctx: z.RefinementCtx): void
   dup(c.services, (s) => s.fwmark, (i) => ['services', i, 'fwmark'], 'fwmark');
   dup(c.vipGroups, (v) => v.name, (i) => ['vipGroups', i, 'name'], 'VIP group name');
   dup(c.vipGroups.flatMap((v) => v.addresses.map((a) => a.address.split('/')[0] ?? '')), (a) => a, () => ['vipGroups'], 'VIP address');
+
+  if (c.store.kind === 'etcd' && c.store.leadership.mode === 'fast') {
+    const { renewIntervalMs: renew, takeoverAfterMs: takeover, marginMs: margin } = c.store.leadership;
+    const at = ['store', 'leadership'];
+    const window = takeover - margin;
+    if (margin >= takeover) issue([...at, 'marginMs'], `must be less than takeoverAfterMs (${takeover} ms), got ${margin} ms`);
+    else if (2 * renew > window) issue([...at, 'renewIntervalMs'], `${renew} ms leaves fewer than two renewals in the leader's validity window (takeoverAfterMs − marginMs = ${window} ms)`);
+    else if (window <= c.store.etcdElectionTimeoutMs + renew) {
+      issue([...at, 'takeoverAfterMs'], `takeoverAfterMs − marginMs (${window} ms) must exceed etcd's election timeout (store.etcdElectionTimeoutMs, ${c.store.etcdElectionTimeoutMs} ms) plus one renewal interval (${renew} ms): a raft election would look like a dead leader`);
+    }
+  }
 
   const fwNames = new Set(c.firewalls.map((f) => f.name));
   const checkNames = new Set(c.checks.map((k) => k.name));

@@ -31,6 +31,8 @@ function storeEvent(node: string, e: EtcdStoreEvent): SandwichEvent {
       ? { event: 'leader', node, reason: `etcd session ${e.leaseId} closed` }
       : { event: 'leader', level: 'warn', node, reason: `etcd session ${e.leaseId} lost: ${e.reason}` };
     case 'keepalive-failed': return { event: 'error', level: 'warn', node, reason: `etcd keepalive for ${e.leaseId} failed: ${e.error.message}` };
+    case 'renewal-failed': return { event: 'error', level: 'warn', node, reason: `etcd renewal of the ${e.role} leader key failed: ${e.error.message}` };
+    case 'leadership-lost': return { event: 'leader', level: e.reason === 'resigned' || e.reason === 'store closed' ? 'info' : 'warn', node, reason: `${e.role} leader key: ${e.reason}` };
     case 'bad-value': return { event: 'error', level: 'warn', node, reason: `ignored a bad value in etcd: ${e.error.message}` };
     case 'watch-error': return { event: 'error', level: 'warn', node, reason: `etcd watch: ${e.error.message}` };
   }
@@ -60,7 +62,7 @@ export async function runDaemon(config: Config, nodeName: string): Promise<numbe
   });
   const node = new NodeController({
     config, node: nodeName, store, events,
-    actuator: metrics.tapActuator({ reconcile: (d, o) => actuator.reconcile(d, o), releaseVips: async () => void (await actuator.release()), refreshFence: () => actuator.refreshFence() }),
+    actuator: metrics.tapActuator({ reconcile: (d, o) => actuator.reconcile(d, o), releaseVips: async () => void (await actuator.release()), refreshFence: () => actuator.refreshFence(), fenceRemainingMs: () => actuator.fenceRemainingMs() }),
     prober: (onObservation) => new ProbeEngine({
       jobs: probeJobs(config, nodeName),
       probe: probeFactory(),

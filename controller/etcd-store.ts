@@ -13,6 +13,7 @@ import { Etcd3, GRPCDeadlineExceededError, GRPCUnavailableError, type IKeyValue,
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { readFileSync } from 'node:fs';
 import type { Config, Role } from './config';
+import { FastLeadership, TakeoverClock, type FastLeadershipOptions, type RenewResult } from './etcd-fast-leader';
 import { LeaseSession } from './etcd-session';
 import { decode, DesiredValue, DrainValue, LeaderValue, MaintenanceValue, NodeStatusValue, ObservationValue, SwitchoverValue } from './etcd-values';
 import { StoreDataError, StoreError, type CoordinationStore, type Leadership, type LeaderRecord, type NodeStatus, type StoreEvent, type SwitchoverRequest, type Versioned } from './store';
@@ -41,14 +42,21 @@ export interface EtcdStoreOptions {
   onEvent?: (e: EtcdStoreEvent) => void;
   /** Wall clock for `since` fields; default Date.now. */
   now?: () => number;
-  /** After each acknowledged keepalive of the live session, with its send time (performance.now()). Must not throw. */
-  onRenewed?: (leaseId: string, sendTimeMono: number) => void;
+  /**
+   * After each acknowledged renewal that can extend the ARP fence, with its send time (performance.now()):
+   * keepalives of the live session (lease profile) or leader-key renewals (fast profile). Must not throw.
+   */
+  onRenewed?: (token: string, sendTimeMono: number) => void;
+  /** The fast leadership profile (etcd-fast-leader.ts); absent = lease profile. */
+  fastLeadership?: FastLeadershipOptions;
 }
 
 export type EtcdStoreEvent =
   | { type: 'lease-granted'; leaseId: string; ttlMs: number }
   | { type: 'lease-lost'; leaseId: string; reason: string }
   | { type: 'keepalive-failed'; leaseId: string; error: Error }
+  | { type: 'renewal-failed'; role: Role; error: Error }
+  | { type: 'leadership-lost'; role: Role; reason: string }
   | { type: 'bad-value'; error: StoreDataError }
   | { type: 'watch-error'; error: Error };
 
@@ -65,6 +73,10 @@ export function etcdStoreOptionsFromConfig(config: Config, extra: Partial<EtcdSt
   };
   const opts: EtcdStoreOptions = { endpoints: s.endpoints, cluster: config.cluster, callTimeoutMs: s.callTimeoutMs, leaseTtlS: s.leaseTtlS, ...extra };
   if (s.prefix !== undefined) opts.prefix = s.prefix;
+  if (s.leadership.mode === 'fast' && !opts.fastLeadership) {
+    const { renewIntervalMs, takeoverAfterMs, marginMs } = s.leadership;
+    opts.fastLeadership = { renewIntervalMs, takeoverAfterMs, marginMs };
+  }
   if (s.auth) opts.auth = { username: s.auth.username, password: read(s.auth.passwordFile, 'auth.passwordFile').toString('utf8').trim() };
   if (s.tls) {
     opts.tls = { ca: read(s.tls.caFile, 'tls.caFile') };
@@ -96,12 +108,19 @@ function isMemberFailure(e: unknown): boolean {
 class MemberGate {
   private closedUntil = 0;
   private failures = 0;
-  constructor(private readonly host: string, private readonly cooldownMs: number) {}
+  /** All gates of one client: when every member is skipped, skipping helps nobody (an overloaded cluster). */
+  constructor(private readonly host: string, private readonly cooldownMs: number, private readonly all: MemberGate[]) {
+    all.push(this);
+  }
+  private get closed(): boolean {
+    return performance.now() < this.closedUntil;
+  }
   async execute<T>(fn: () => T | PromiseLike<T>): Promise<T> {
-    if (performance.now() < this.closedUntil) throw new MemberSkippedError(`etcd member ${this.host} skipped after ${this.failures} failure(s)`);
+    if (this.closed && !this.all.every((g) => g.closed)) throw new MemberSkippedError(`etcd member ${this.host} skipped after ${this.failures} failure(s)`);
     try {
       const r = await fn();
       this.failures = 0;
+      this.closedUntil = 0;
       return r;
     } catch (e) {
       if (isMemberFailure(e)) {
@@ -195,6 +214,10 @@ export class EtcdStore implements CoordinationStore {
   private closing = false;
   private closed = false;
   private readonly now: () => number;
+  private readonly takeover: TakeoverClock | null;
+  private readonly fastLeaders = new Set<FastLeadership>();
+  /** Fast profile: the value of a campaign write whose answer may have been lost, per role. */
+  private readonly attempted = new Map<Role, { value: Buffer; sent: number }>();
 
   /** From the validated config (store.kind must be etcd); reads the password and TLS files. */
   static fromConfig(config: Config, extra: Partial<EtcdStoreOptions> = {}): EtcdStore {
@@ -212,9 +235,15 @@ export class EtcdStore implements CoordinationStore {
     this.keepaliveIntervalMs = opts.keepaliveIntervalMs ?? (opts.leaseTtlS * 1000) / 3;
     if (this.marginMs >= opts.leaseTtlS * 1000) throw new StoreError(`etcd store: validityMarginMs (${this.marginMs}) must be less than the lease TTL (${opts.leaseTtlS * 1000} ms)`);
     this.now = opts.now ?? Date.now;
+    const fast = opts.fastLeadership;
+    if (fast && !(fast.marginMs < fast.takeoverAfterMs && fast.renewIntervalMs > 0)) {
+      throw new StoreError(`etcd store: fast leadership needs 0 < marginMs < takeoverAfterMs, got ${JSON.stringify(fast)}`);
+    }
+    this.takeover = fast ? new TakeoverClock(fast.takeoverAfterMs) : null;
     const cooldownMs = opts.memberCooldownMs ?? opts.callTimeoutMs;
     const callTimeoutMs = opts.callTimeoutMs;
     const single = opts.endpoints.length === 1;
+    const gates: MemberGate[] = [];
     const options: IOptions = {
       hosts: [...opts.endpoints],
       dialTimeout: callTimeoutMs,
@@ -229,7 +258,7 @@ export class EtcdStore implements CoordinationStore {
         return { deadline: Math.min(attempt, callDeadline.getStore() ?? attempt) };
       },
       faultHandling: {
-        host: (h: string) => (single ? { execute: <T>(fn: () => T | PromiseLike<T>) => Promise.resolve().then(fn) } : new MemberGate(h, cooldownMs)) as unknown as ReturnType<FaultHandling['host']>,
+        host: (h: string) => (single ? { execute: <T>(fn: () => T | PromiseLike<T>) => Promise.resolve().then(fn) } : new MemberGate(h, cooldownMs, gates)) as unknown as ReturnType<FaultHandling['host']>,
         global: retryOnOtherMember as unknown as FaultHandling['global'],
         watchBackoff: { duration: 250, next() { return this; } } as unknown as FaultHandling['watchBackoff'],
       },
@@ -270,9 +299,9 @@ export class EtcdStore implements CoordinationStore {
   }
 
   /** Runs one etcd request with a deadline shared by its retries and a timer backstop. */
-  private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  private async call<T>(what: string, fn: () => Promise<T>, timeoutMs = this.opts.callTimeoutMs): Promise<T> {
     if (this.closed) throw new StoreError(`etcd ${what}: store is closed`);
-    const ms = this.opts.callTimeoutMs;
+    const ms = timeoutMs;
     let timer: NodeJS.Timeout | undefined;
     const late = new StoreError(`etcd ${what}: no answer within ${ms} ms`);
     const backstop = new Promise<never>((_, reject) => {
@@ -343,7 +372,9 @@ export class EtcdStore implements CoordinationStore {
     const ttlMs = Number(res.TTL) * 1000;
     const session = new LeaseSession(this.client.leaseClient, res.ID, ttlMs, sent, {
       keepaliveIntervalMs: this.keepaliveIntervalMs,
-      keepaliveTimeoutMs: Math.min(this.opts.callTimeoutMs, ttlMs),
+      // An answer is worth waiting for as long as it can still extend validity (send time + TTL − margin):
+      // on a loaded host a short deadline turns slow-but-good keepalives into lost leadership.
+      keepaliveTimeoutMs: Math.min(ttlMs, Math.max(this.opts.callTimeoutMs, ttlMs - this.marginMs)),
       onLost: (s, reason) => {
         this.emit({ type: 'lease-lost', leaseId: s.id, reason });
         // Best effort: a lease we gave up on should not hold keys until etcd expires it.
@@ -351,6 +382,8 @@ export class EtcdStore implements CoordinationStore {
       },
       onKeepaliveError: (s, error) => this.emit({ type: 'keepalive-failed', leaseId: s.id, error }),
       onRenewed: (s, sent) => {
+        // Fast profile: validity follows the leader key's renewals, not the session's keepalives.
+        if (this.opts.fastLeadership) return;
         try {
           this.opts.onRenewed?.(s.id, sent);
         } catch {
@@ -391,6 +424,7 @@ export class EtcdStore implements CoordinationStore {
    */
   suspendKeepalive(): void {
     this.session?.suspend();
+    for (const l of this.fastLeaders) l.suspend();
   }
 
   // --- observations ---
@@ -422,20 +456,18 @@ export class EtcdStore implements CoordinationStore {
 
   /**
    * One txn: desired's mod revision == expectedVersion (or absent for null) AND leader/<role>'s
-   * value == this leadership's value AND its lease == this leadership's lease → put. False if any
+   * value == this leadership's value (AND its lease == this leadership's lease, lease profile) → put. False if any
    * compare fails, or if the leadership's validity has already lapsed locally (nothing is sent).
    */
   async putDesired(desired: Desired, expectedVersion: number | null, leadership: Leadership): Promise<boolean> {
-    if (!(leadership instanceof EtcdLeadership)) throw new StoreError('putDesired: leadership was not obtained from this etcd store');
+    if (!(leadership instanceof EtcdLeadership || leadership instanceof FastLeadership)) throw new StoreError('putDesired: leadership was not obtained from this etcd store');
     if (performance.now() >= leadership.validUntil()) return false;
     const key = Buffer.from(this.key('desired'));
-    const leaderKey = Buffer.from(this.key('leader', leadership.role));
     const compare: ICompare[] = [
       expectedVersion === null
         ? { key, target: 'Create', result: 'Equal', create_revision: 0 }
         : { key, target: 'Mod', result: 'Equal', mod_revision: expectedVersion },
-      { key: leaderKey, target: 'Value', result: 'Equal', value: leadership.value },
-      { key: leaderKey, target: 'Lease', result: 'Equal', lease: leadership.session.id },
+      ...this.stillLeader(leadership),
     ];
     const success: IRequestOp[] = [{ request_put: { key, value: Buffer.from(JSON.stringify(desired)) } }];
     const res = await this.call('put desired', () => this.client.kv.txn({ compare, success, failure: [] }));
@@ -488,6 +520,7 @@ export class EtcdStore implements CoordinationStore {
    * lease (an earlier attempt whose answer was lost), we adopt it. Null if another lease holds it.
    */
   async campaign(role: Role, node: string): Promise<Leadership | null> {
+    if (this.opts.fastLeadership) return this.campaignFast(role, node, this.opts.fastLeadership);
     const s = await this.liveSession();
     const key = Buffer.from(this.key('leader', role));
     const value = Buffer.from(JSON.stringify({ node, since: this.now() }));
@@ -499,7 +532,89 @@ export class EtcdStore implements CoordinationStore {
     if (res.succeeded) return this.leadership(role, value, s);
     const kv = res.responses[0]?.response_range?.kvs[0];
     if (kv && kv.lease === s.id) return this.leadership(role, kv.value, s);
+    if (kv && kv.lease === '0') throw this.mixedProfiles(role, 'not bound to a lease (a node runs the fast profile)');
     return null;
+  }
+
+  private mixedProfiles(role: Role, what: string): StoreError {
+    return new StoreError(`${this.key('leader', role)} is ${what}; every node of the cluster must use the same store.leadership.mode`);
+  }
+
+  /**
+   * Fast profile, one attempt: create leader/<role> if absent (one txn, no lease), else note its mod
+   * revision; once the same revision has been seen for takeoverAfterMs, one txn puts our value if
+   * the key's mod revision is still that one. Null if another node holds it.
+   */
+  private async campaignFast(role: Role, node: string, fast: FastLeadershipOptions): Promise<Leadership | null> {
+    const key = Buffer.from(this.key('leader', role));
+    const value = Buffer.from(JSON.stringify({ node, since: this.now() }));
+    const sent = performance.now();
+    const res = await this.call(`campaign ${role}`, () => this.client.kv.txn({
+      compare: [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
+      success: [{ request_put: { key, value } }],
+      failure: [{ request_range: { key } }],
+    }));
+    const answered = performance.now();
+    if (res.succeeded) return this.fastLeadership(role, value, res.header.revision, sent, fast);
+    const kv = res.responses[0]?.response_range?.kvs[0];
+    if (!kv) return null;
+    if (kv.lease !== '0') throw this.mixedProfiles(role, 'bound to a lease (a node runs the lease profile)');
+    const earlier = this.attempted.get(role);
+    this.attempted.delete(role);
+    // Our own earlier write whose answer was lost: it was committed after it was sent.
+    if (earlier && kv.value.equals(earlier.value)) return this.fastLeadership(role, kv.value, kv.mod_revision, earlier.sent, fast);
+    if (!this.takeover!.observe(role, kv.mod_revision, answered)) return null;
+    const sent2 = performance.now();
+    this.attempted.set(role, { value, sent: sent2 });
+    const took = await this.call(`take over ${role}`, () => this.client.kv.txn({
+      compare: [{ key, target: 'Mod', result: 'Equal', mod_revision: kv.mod_revision }],
+      success: [{ request_put: { key, value } }],
+      failure: [],
+    }));
+    this.attempted.delete(role);
+    if (!took.succeeded) return null;
+    return this.fastLeadership(role, value, took.header.revision, sent2, fast);
+  }
+
+  private fastLeadership(role: Role, value: Buffer, revision: string, sent: number, fast: FastLeadershipOptions): FastLeadership {
+    const v = decode(this.key('leader', role), value, LeaderValue);
+    const key = Buffer.from(this.key('leader', role));
+    this.takeover!.forget(role);
+    // A renewal must answer within the validity window, or it is no use: the next one goes to another member.
+    const renewTimeoutMs = Math.max(MIN_ATTEMPT_MS, Math.min(this.opts.callTimeoutMs, fast.takeoverAfterMs - fast.marginMs - fast.renewIntervalMs));
+    const l: FastLeadership = new FastLeadership(role, v.node, v.since, value, revision, sent, fast, {
+      renew: async (rev): Promise<RenewResult> => {
+        const r = await this.call(`renew leader ${role}`, () => this.client.kv.txn({
+          compare: [{ key, target: 'Mod', result: 'Equal', mod_revision: rev }],
+          success: [{ request_put: { key, value } }],
+          failure: [{ request_range: { key } }],
+        }), renewTimeoutMs);
+        if (r.succeeded) return { ok: true, revision: r.header.revision };
+        const kv = r.responses[0]?.response_range?.kvs[0];
+        return { ok: false, current: kv ? { value: kv.value, revision: kv.mod_revision } : null };
+      },
+      onRenewed: (at) => {
+        try {
+          this.opts.onRenewed?.(l.token, at);
+        } catch {
+          // a renewal hook must not break the renewal loop
+        }
+      },
+      onError: (error) => this.emit({ type: 'renewal-failed', role, error }),
+      onLost: (reason) => {
+        this.fastLeaders.delete(l);
+        this.emit({ type: 'leadership-lost', role, reason });
+      },
+    });
+    this.fastLeaders.add(l);
+    return l;
+  }
+
+  /** Compares that hold only while `l` is the current leadership of its role. */
+  private stillLeader(l: EtcdLeadership | FastLeadership): ICompare[] {
+    const leaderKey = Buffer.from(this.key('leader', l.role));
+    const byValue: ICompare = { key: leaderKey, target: 'Value', result: 'Equal', value: l.value };
+    return l instanceof EtcdLeadership ? [byValue, { key: leaderKey, target: 'Lease', result: 'Equal', lease: l.session.id }] : [byValue];
   }
 
   private leadership(role: Role, value: Buffer, s: LeaseSession): EtcdLeadership {
@@ -514,15 +629,19 @@ export class EtcdStore implements CoordinationStore {
    * If the txn fails (etcd unreachable), the session is abandoned so the key expires within a TTL.
    */
   async resign(l: Leadership): Promise<void> {
+    if (l instanceof FastLeadership) {
+      l.end('resigned');
+      // Our value is unique to this leadership: a key still holding it is ours. If the delete fails,
+      // the key is no longer renewed, and a standby takes it over after takeoverAfterMs.
+      await this.call(`resign ${l.role}`, () => this.client.kv.txn({ compare: this.stillLeader(l), success: [{ request_delete_range: { key: Buffer.from(this.key('leader', l.role)) } }], failure: [] }));
+      return;
+    }
     if (!(l instanceof EtcdLeadership)) throw new StoreError('resign: leadership was not obtained from this etcd store');
     l.markResigned();
     const key = Buffer.from(this.key('leader', l.role));
     try {
       await this.call(`resign ${l.role}`, () => this.client.kv.txn({
-        compare: [
-          { key, target: 'Value', result: 'Equal', value: l.value },
-          { key, target: 'Lease', result: 'Equal', lease: l.session.id },
-        ],
+        compare: this.stillLeader(l),
         success: [{ request_delete_range: { key } }],
         failure: [],
       }));
@@ -660,6 +779,7 @@ export class EtcdStore implements CoordinationStore {
     const granting = this.granting;
     this.subscribers.clear();
     this.stopWatch();
+    for (const l of this.fastLeaders) l.end('store closed');
     if (s && s.state === 'alive') {
       s.markLost('store closed');
       await this.revoke(s).catch(() => undefined);

@@ -53,6 +53,7 @@ export const NodeStatusValue = z.strictObject({
   applied: z.unknown(),
   drift: z.array(z.string()),
   errors: z.array(z.string()).optional(),
+  fenceRemainingMs: z.number().finite().min(0).nullable().optional(),
 });
 
 /** Parses JSON bytes from `key` with `schema`; throws StoreDataError naming the key and the fault. */

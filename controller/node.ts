@@ -17,6 +17,8 @@ export interface NodeActuator {
   releaseVips(): Promise<void>;
   /** Extend the kernel ARP fence to the validity deadline (fenceUntil); false when skipped. */
   refreshFence?(): Promise<boolean>;
+  /** Time left on the kernel ARP fence (ms), or null when none is installed. */
+  fenceRemainingMs?(): number | null;
 }
 
 export interface ActResult {
@@ -375,6 +377,7 @@ export class NodeController {
       node: this.self.name, role: this.role, lifecycle: this.lifecycle, updatedAt: this.now(),
       appliedRevision: this.appliedRevision, holdsVips: this.holdsVips, applied: this.lastApplied, drift: this.lastDrift,
       errors: [...this.driverErrors].map(([driver, message]) => `${driver}: ${message}`),
+      ...(this.deps.actuator.fenceRemainingMs ? { fenceRemainingMs: this.deps.actuator.fenceRemainingMs() } : {}),
     };
     if (this.deps.statusFile !== false) {
       try {

@@ -93,7 +93,7 @@ export function formatStatus(s: StatusReport): string {
   out.push('nodes:');
   for (const n of s.nodes) {
     const sync = s.desired && n.appliedRevision === s.desired.revision ? 'in sync' : `applied revision ${n.appliedRevision ?? 'none'}`;
-    out.push(`  ${n.node.padEnd(8)} ${n.role.padEnd(8)} ${n.lifecycle.padEnd(9)} ${sync}${n.holdsVips ? ', holds VIPs' : ''}${n.stale ? ', STALE' : ''}${n.drift.length ? `, drift corrected: ${n.drift.join('; ')}` : ''}`);
+    out.push(`  ${n.node.padEnd(8)} ${n.role.padEnd(8)} ${n.lifecycle.padEnd(9)} ${sync}${n.holdsVips ? ', holds VIPs' : ''}${typeof n.fenceRemainingMs === 'number' ? `, ARP fence ${n.fenceRemainingMs} ms left at ${time(n.updatedAt)}` : ''}${n.stale ? ', STALE' : ''}${n.drift.length ? `, drift corrected: ${n.drift.join('; ')}` : ''}`);
     if (n.applied) out.push(`           applied: ${JSON.stringify(n.applied)}`);
   }
   return out.join('\n');

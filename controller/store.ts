@@ -54,6 +54,8 @@ export interface NodeStatus {
   readonly drift: readonly string[];
   /** Drivers failing right now ("ipvs: IPVS not available …"). */
   readonly errors?: readonly string[];
+  /** Time left on the kernel ARP fence when the status was written (at updatedAt); null: no fence installed. */
+  readonly fenceRemainingMs?: number | null;
 }
 
 export type StoreEvent = 'observations' | 'desired' | 'drains' | 'maintenance' | 'leader' | 'switchover' | 'status';

@@ -17,6 +17,11 @@ export interface ArpFenceOptions {
   minTimeoutMs?: number;
   /** Monotonic clock (ms), the one `until` is on; default performance.now(). */
   mono?: () => number;
+  /**
+   * A refresh is skipped unless it moves the elements' expiry by at least this much (default 0: every
+   * renewal refreshes). The fast leadership profile renews every ~100 ms; one nft per renewal is wasteful.
+   */
+  minExtendMs?: number;
 }
 
 export type FenceState = 'unknown' | 'installed' | 'absent';
@@ -30,6 +35,10 @@ export class ArpFence {
   private readonly minTimeoutMs: number;
   private readonly mono: () => number;
   private readonly addresses: readonly string[];
+  private readonly minExtendMs: number;
+  /** Monotonic time at which the elements expire as last set (the moment nft was started + timeout). */
+  private expiresAt = Number.NEGATIVE_INFINITY;
+  private refreshing = false;
 
   /**
    * @param addresses the VIPs (IPv4, with or without /prefix; others are ignored)
@@ -39,6 +48,7 @@ export class ArpFence {
     this.table = opts.table ?? DEFAULT_FENCE_TABLE;
     if (!/^[A-Za-z][A-Za-z0-9_]{0,31}$/.test(this.table)) throw new KernelCommandError(DRIVER, 'config', `bad nftables table name "${this.table}"`, null);
     this.minTimeoutMs = opts.minTimeoutMs ?? 20;
+    this.minExtendMs = opts.minExtendMs ?? 0;
     this.mono = opts.mono ?? (() => performance.now());
     this.addresses = [...new Set(addresses.map((a) => a.split('/')[0] ?? '').filter((a) => isIPv4(a)))];
   }
@@ -50,6 +60,11 @@ export class ArpFence {
   /** True when there is nothing to fence (no IPv4 VIP). */
   get empty(): boolean {
     return this.addresses.length === 0;
+  }
+
+  /** Milliseconds until the elements expire as last set (0 when absent or expired); for status. */
+  remainingMs(): number {
+    return this.state_ === 'installed' ? Math.max(0, Math.round(this.expiresAt - this.mono())) : 0;
   }
 
   /** Milliseconds an element set now would live, or 0 when validity is (nearly) gone. */
@@ -79,6 +94,7 @@ export class ArpFence {
   async hold(): Promise<ReconcileResult> {
     const elapsed = timer();
     if (this.empty || this.state_ === 'installed') return { driver: DRIVER, differences: [], commands: [], durationMs: elapsed() };
+    const started = this.mono();
     const ms = this.timeoutMs();
     const t = this.table;
     const input = [
@@ -97,25 +113,34 @@ export class ArpFence {
     ].join('\n');
     const cmd = await this.nft(input, `install ARP fence for ${this.addresses.join(', ')}, ${ms} ms`);
     this.state_ = 'installed';
+    this.expiresAt = ms > 0 ? started + ms : started;
     return { driver: DRIVER, differences: [`ARP fence for ${this.addresses.join(', ')} not installed`], commands: [cmd], durationMs: elapsed() };
   }
 
   /**
    * Restarts the elements' timeouts at the validity left now (add, delete, add in one transaction:
-   * a plain add does not refresh a timeout). False when skipped: not installed, or no validity left.
+   * a plain add does not refresh a timeout). False when skipped: not installed, no validity left,
+   * a refresh still running, or less than minExtendMs to gain.
    */
   async refresh(): Promise<boolean> {
-    if (this.empty || this.state_ !== 'installed') return false;
+    if (this.empty || this.state_ !== 'installed' || this.refreshing) return false;
+    const started = this.mono();
     const ms = this.timeoutMs();
-    if (ms === 0) return false;
+    if (ms === 0 || started + ms - this.expiresAt < this.minExtendMs) return false;
     const t = this.table;
     const all = this.addresses.join(', ');
-    await this.nft([
-      `add element arp ${t} valid { ${all} }`,
-      `delete element arp ${t} valid { ${all} }`,
-      `add element arp ${t} valid { ${this.elements(ms)} }`,
-      '',
-    ].join('\n'), `refresh ARP fence, ${ms} ms`);
+    this.refreshing = true;
+    try {
+      await this.nft([
+        `add element arp ${t} valid { ${all} }`,
+        `delete element arp ${t} valid { ${all} }`,
+        `add element arp ${t} valid { ${this.elements(ms)} }`,
+        '',
+      ].join('\n'), `refresh ARP fence, ${ms} ms`);
+      this.expiresAt = Math.max(this.expiresAt, started + ms);
+    } finally {
+      this.refreshing = false;
+    }
     return true;
   }
 
@@ -127,6 +152,7 @@ export class ArpFence {
     const t = this.table;
     const cmd = await this.nft(`table arp ${t} {}\ndelete table arp ${t}\n`, 'remove ARP fence');
     this.state_ = 'absent';
+    this.expiresAt = Number.NEGATIVE_INFINITY;
     // From 'unknown' (start-up) this only clears a table an earlier run may have left: not a change worth reporting.
     return wasInstalled
       ? { driver: DRIVER, differences: ['ARP fence installed, not holding the VIPs'], commands: [cmd], durationMs: elapsed() }

@@ -253,3 +253,93 @@ describe('latency', () => {
     expect(percentile(ms, 50)).toBeLessThan(50);
   });
 });
+
+describe('fast leadership profile (compare-and-swap renewals, no lease)', () => {
+  const fastLeadership = { renewIntervalMs: 50, takeoverAfterMs: 400, marginMs: 100 };
+  const fast = (name: string) => pool.make(name, { fastLeadership }).store;
+
+  /** Campaigns every 10 ms until it wins or `ms` passes. */
+  async function campaignUntil(s: ReturnType<typeof fast>, node: string, ms: number): Promise<{ l: Leadership | null; at: number }> {
+    const t0 = performance.now();
+    for (;;) {
+      const l = await s.campaign('ingress', node);
+      if (l || performance.now() - t0 > ms) return { l, at: performance.now() };
+      await sleep(10);
+    }
+  }
+
+  test('the leader renews its key; a standby never takes it over while renewals continue', async () => {
+    const name = uniqueCluster();
+    const a = fast(name);
+    const b = fast(name);
+    const la = (await a.campaign('ingress', 'lb1'))!;
+    expect(la).not.toBeNull();
+    const rev0 = Number(la.token);
+    const { l } = await campaignUntil(b, 'lb2', 3 * fastLeadership.takeoverAfterMs);
+    expect(l).toBeNull();
+    // ~24 renewals in 1.2 s; at least a few got through whatever the load.
+    expect(Number(la.token)).toBeGreaterThan(rev0 + 3);
+    expect(la.validUntil()).toBeGreaterThan(performance.now());
+    expect(await a.getLeader('ingress')).toMatchObject({ node: 'lb1' });
+  });
+
+  test('a stalled leader: its validity ends before the standby takes over; it cannot write desired any more', async () => {
+    const name = uniqueCluster();
+    const a = fast(name);
+    const b = fast(name);
+    const la = (await a.campaign('ingress', 'lb1'))!;
+    expect(await a.putDesired(desired(1), null, la)).toBe(true);
+    await sleep(300);
+    const lbIdle = await b.campaign('ingress', 'lb2'); // b starts watching the key's revision
+    expect(lbIdle).toBeNull();
+    a.suspendKeepalive();
+    const stalled = performance.now();
+    const lastAckSend = la.validUntil() - (fastLeadership.takeoverAfterMs - fastLeadership.marginMs);
+    const { l: lb, at: won } = await campaignUntil(b, 'lb2', 4000);
+    expect(lb).not.toBeNull();
+    console.log(`fast takeover: ${(won - stalled).toFixed(0)} ms after the leader stalled; old validity ended ${(won - la.validUntil()).toFixed(0)} ms before (takeoverAfterMs ${fastLeadership.takeoverAfterMs}, margin ${fastLeadership.marginMs})`);
+    // The safety argument: takeover ≥ last acknowledged renewal's send time + takeoverAfterMs; validity ended marginMs earlier.
+    expect(won).toBeGreaterThanOrEqual(lastAckSend + fastLeadership.takeoverAfterMs);
+    expect(la.validUntil()).toBeLessThanOrEqual(won - fastLeadership.marginMs);
+    await expect(la.lost).resolves.toBeUndefined();
+    const cur = await b.getDesired();
+    expect(await a.putDesired(desired(9), cur!.version, la)).toBe(false);
+    expect(await b.putDesired(desired(2, 'lb2'), cur!.version, lb!)).toBe(true);
+    expect(await b.getLeader('ingress')).toMatchObject({ node: 'lb2' });
+  });
+
+  test('a resigned key is taken at once; the resigned leadership is lost', async () => {
+    const name = uniqueCluster();
+    const a = fast(name);
+    const b = fast(name);
+    const la = (await a.campaign('ingress', 'lb1'))!;
+    expect(await b.campaign('ingress', 'lb2')).toBeNull();
+    await a.resign(la);
+    await expect(la.lost).resolves.toBeUndefined();
+    expect(la.validUntil()).toBeLessThanOrEqual(performance.now());
+    const t0 = performance.now();
+    const lb = await b.campaign('ingress', 'lb2');
+    expect(lb).not.toBeNull();
+    expect(performance.now() - t0).toBeLessThan(fastLeadership.takeoverAfterMs);
+  });
+
+  test('a renewal that finds the key taken over ends the leadership', async () => {
+    const name = uniqueCluster();
+    const a = fast(name);
+    const la = (await a.campaign('ingress', 'lb1'))!;
+    // Someone (an operator with etcdctl, or a node that saw no renewal) overwrites the key.
+    await raw.put(`/sandwich/${name}/leader/ingress`).value(JSON.stringify({ node: 'lb2', since: 1 }));
+    await la.lost;
+    expect(la.validUntil()).toBeLessThanOrEqual(performance.now());
+  });
+
+  test('mixed profiles are refused with a message naming the key and the setting', async () => {
+    const name = uniqueCluster();
+    const leaseNode = pool.make(name).store;
+    expect(await leaseNode.campaign('ingress', 'lb1')).not.toBeNull();
+    await expect(fast(name).campaign('ingress', 'lb2')).rejects.toThrow(new RegExp(`/sandwich/${name}/leader/ingress is bound to a lease .*same store.leadership.mode`));
+    const other = uniqueCluster();
+    expect(await fast(other).campaign('ingress', 'lb1')).not.toBeNull();
+    await expect(pool.make(other).store.campaign('ingress', 'lb2')).rejects.toThrow(/not bound to a lease/);
+  });
+});

@@ -7,7 +7,8 @@
 //    expired element is re-read every ~55 ms: a node could be under-counted for that long only if its
 //    element came back after expiring, which only a fresh install (after a new election) does.
 //  - neigh: the client's neighbour entry for the VIP (/proc/net/arp), same period.
-// Each writes a line per change ("C <t_ms> <value>"), and a summary ("S <t_ms> <samples> <max gap ms>
+// Each writes a line per change ("C <t_ms> <value>"; holders also "A <t_ms> 0|1" when the address
+// comes or goes, whatever the fence), and a summary ("S <t_ms> <samples> <max gap ms>
 // <gaps over 10 ms>") every second and on SIGTERM.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -85,7 +86,7 @@ def sample():
     if state['fence'] == 'alive' and t >= state['low']:
         return 'u'
     return '1'
-count = 0; maxgap = 0.0; over = 0; last = None; value = None; lastsum = now()
+count = 0; maxgap = 0.0; over = 0; last = None; value = None; addr = None; lastsum = now()
 def summary(*_):
     f.write('S %.3f %d %.3f %d\n' % (now(), count, maxgap, over))
 def stop(*_):
@@ -102,6 +103,8 @@ while True:
     last = t; count += 1
     if v != value:
         f.write('C %.3f %s\n' % (t, v)); value = v
+    if mode == 'holder' and state['local'] != addr:
+        addr = state['local']; f.write('A %.3f %d\n' % (t, 1 if addr else 0))
     if t - lastsum > 1000:
         summary(); lastsum = t
     time.sleep(0.003)
@@ -139,6 +142,14 @@ export class Sampler {
 
   changes(): Change[] {
     return this.lines().filter((l) => l.startsWith('C ')).map((l) => {
+      const [, t, value] = l.split(' ');
+      return { t: Number(t), value: value ?? '' };
+    });
+  }
+
+  /** Holder samplers: when the VIP address came (1) or went (0), regardless of the fence. */
+  addressChanges(): Change[] {
+    return this.lines().filter((l) => l.startsWith('A ')).map((l) => {
       const [, t, value] = l.split(' ');
       return { t: Number(t), value: value ?? '' };
     });

@@ -23,6 +23,24 @@ describe('config', () => {
     expect(c.vipGroups[0]?.garp.count).toBe(3);
   });
 
+  it('validates the fast leadership profile against its own timing and etcd\'s election timeout', () => {
+    const etcd = (leadership: string, election = '') => example.replace(/store:[^\n]*\n(  [^\n]*\n)*/, `store: { kind: etcd, endpoints: [http://10.9.0.1:2379], leadership: ${leadership}${election} }\n`);
+    const ok = parseConfig(etcd('{ mode: fast, renewIntervalMs: 100, takeoverAfterMs: 500, marginMs: 150 }', ', etcdElectionTimeoutMs: 100'));
+    expect(ok.store).toMatchObject({ leadership: { mode: 'fast', renewIntervalMs: 100, takeoverAfterMs: 500, marginMs: 150 } });
+    expect(parseConfig(etcd('{ mode: lease }')).store).toMatchObject({ leadership: { mode: 'lease' }, etcdElectionTimeoutMs: 1000 });
+    expect(errorsOf(etcd('{ mode: fast, takeoverAfterMs: 500, marginMs: 500 }', ', etcdElectionTimeoutMs: 100'))).toEqual([
+      expect.stringMatching(/^store\.leadership\.marginMs: must be less than takeoverAfterMs \(500 ms\), got 500 ms/),
+    ]);
+    expect(errorsOf(etcd('{ mode: fast, renewIntervalMs: 200, takeoverAfterMs: 500, marginMs: 150 }', ', etcdElectionTimeoutMs: 100'))).toEqual([
+      expect.stringMatching(/^store\.leadership\.renewIntervalMs: 200 ms leaves fewer than two renewals in the leader's validity window \(takeoverAfterMs − marginMs = 350 ms\)/),
+    ]);
+    // etcd's default election timeout (1000 ms): a raft election would look like a dead leader.
+    expect(errorsOf(etcd('{ mode: fast }'))).toEqual([
+      expect.stringMatching(/^store\.leadership\.takeoverAfterMs: takeoverAfterMs − marginMs \(350 ms\) must exceed etcd's election timeout \(store\.etcdElectionTimeoutMs, 1000 ms\)/),
+    ]);
+    expect(errorsOf(etcd('{ mode: quick }'))[0]).toMatch(/^store\.leadership\.mode: /);
+  });
+
   it('names every error with its path and YAML line', () => {
     const bad = example
       .replace('interfaces: { client: eth0, firewall: eth1 }', 'interfaces: { client: "eth0;reboot", firewall: eth1 }')

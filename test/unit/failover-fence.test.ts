@@ -73,6 +73,31 @@ describe('ArpFence', () => {
     expect(f.state).toBe('absent');
   });
 
+  it('skips a refresh that would gain less than minExtendMs, or while one is running; reports the time left', async () => {
+    let release: () => void = () => undefined;
+    let hold = false;
+    const r = new FakeRunner(() => (hold ? new Promise<string>((res) => (release = () => res(''))) : ''));
+    const f = new ArpFence(r, ['192.0.2.254/24'], () => until, { mono, minExtendMs: 100 });
+    expect(f.remainingMs()).toBe(0);
+    await f.hold();
+    expect(f.remainingMs()).toBe(750);
+    now = 1050;
+    until = 1800; // +50 ms only
+    expect(await f.refresh()).toBe(false);
+    expect(f.remainingMs()).toBe(700);
+    until = 1900; // +150 ms
+    hold = true;
+    const first = f.refresh();
+    expect(await f.refresh()).toBe(false); // one nft at a time
+    release();
+    expect(await first).toBe(true);
+    expect(f.remainingMs()).toBe(850);
+    expect(r.calls).toHaveLength(2);
+    hold = false;
+    await f.release();
+    expect(f.remainingMs()).toBe(0);
+  });
+
   it('names the fence and the nft error when nft fails', async () => {
     const r = new FakeRunner(() => new Error('Error: Could not process rule: No such file or directory'));
     await expect(fence(r).hold()).rejects.toThrow(/fence: install ARP fence for 192\.0\.2\.254, 10\.1\.0\.254, 750 ms failed: .*No such file/);
