@@ -7,7 +7,7 @@
 // Not covered: packets sent through packet sockets (arping) bypass the arp hook; an arping already
 // running when the controller freezes finishes its burst.
 import { isIPv4 } from 'node:net';
-import { formatCommand, type CommandRunner } from './runner';
+import type { CommandRunner } from './runner';
 import { KernelCommandError, timer, type ReconcileResult } from './types';
 
 export interface ArpFenceOptions {
@@ -77,10 +77,16 @@ export class ArpFence {
     return this.addresses.map((a) => `${a} timeout ${ms}ms`).join(', ');
   }
 
-  private async nft(input: string, what: string): Promise<string> {
-    const cmd = `${formatCommand('nft', ['-f', '-'])} (${what})`;
+  /**
+   * One nft transaction. The script is an argument, not standard input: once spawned (in the same
+   * synchronous turn that computed its timeout), nft needs nothing more from this process. Fed on
+   * stdin, a controller frozen between the spawn and closing the pipe made nft apply the pre-freeze
+   * timeout seconds later, reviving the element while a new leader held the VIP (seen: 280 ms).
+   */
+  private async nft(script: string, what: string): Promise<string> {
+    const cmd = `nft … (${what})`;
     try {
-      await this.runner.run('nft', ['-f', '-'], { input });   // the runner's deadline: timing.commandTimeoutMs
+      await this.runner.run('nft', [script]);   // the runner's deadline: timing.commandTimeoutMs
     } catch (e) {
       throw new KernelCommandError(DRIVER, cmd, `${what} failed: ${e instanceof Error ? e.message : String(e)}`, e);
     }

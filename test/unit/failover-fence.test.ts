@@ -20,8 +20,9 @@ describe('ArpFence', () => {
     const f = fence(r);
     const res = await f.hold();
     expect(r.calls).toHaveLength(1);
-    expect(r.lines()).toEqual(['nft -f -']);
-    const input = r.calls[0]!.input!;
+    // The script is nft's one argument (no stdin: a frozen controller cannot delay it once spawned).
+    expect(r.calls.map((c) => [c.file, c.args.length, c.input])).toEqual([['nft', 1, undefined]]);
+    const input = r.calls[0]!.args[0]!;
     expect(input).toContain('table arp sandwich_fence {}\ndelete table arp sandwich_fence\n');
     expect(input).toContain('arp saddr ip @valid accept');
     expect(input).toContain('arp saddr ip { 192.0.2.254, 10.1.0.254 } drop');
@@ -41,7 +42,7 @@ describe('ArpFence', () => {
     now = 1300;
     until = 2100;
     expect(await f.refresh()).toBe(true);
-    expect(r.calls[1]!.input).toBe([
+    expect(r.calls[1]!.args[0]).toBe([
       'add element arp sandwich_fence valid { 192.0.2.254, 10.1.0.254 }',
       'delete element arp sandwich_fence valid { 192.0.2.254, 10.1.0.254 }',
       'add element arp sandwich_fence valid { 192.0.2.254 timeout 800ms, 10.1.0.254 timeout 800ms }',
@@ -54,7 +55,7 @@ describe('ArpFence', () => {
     const f = fence(r);
     until = 1010;
     await f.hold();
-    expect(r.calls[0]!.input).not.toContain('add element');
+    expect(r.calls[0]!.args[0]).not.toContain('add element');
     expect(await f.refresh()).toBe(false);
     until = Number.NEGATIVE_INFINITY;
     expect(await f.refresh()).toBe(false);
@@ -65,7 +66,7 @@ describe('ArpFence', () => {
     const r = new FakeRunner();
     const f = fence(r);
     expect((await f.release()).commands).toEqual([]); // start-up clean-up of a leftover table
-    expect(r.calls[0]!.input).toBe('table arp sandwich_fence {}\ndelete table arp sandwich_fence\n');
+    expect(r.calls[0]!.args[0]).toBe('table arp sandwich_fence {}\ndelete table arp sandwich_fence\n');
     expect((await f.release()).commands).toEqual([]);
     expect(r.calls).toHaveLength(1);
     await f.hold();
@@ -141,7 +142,7 @@ egress: { routes: [default] }
     // Other drivers get empty kernel output from this fake and fail; only the fence and the VIPs matter here.
     const vipErrors = (e: { driver: string }[]) => e.filter((x) => x.driver === 'fence' || x.driver.startsWith('vip:'));
     expect(vipErrors(res.errors)).toEqual([]);
-    const nftAt = r.calls.findIndex((c) => c.file === 'nft' && c.input?.includes('chain output'));
+    const nftAt = r.calls.findIndex((c) => c.file === 'nft' && c.args[0]?.includes('chain output'));
     const vipAt = r.calls.findIndex((c) => c.file !== 'nft' && c.file !== 'arping' && JSON.stringify(c).includes('192.0.2.254/24') && !c.args.includes('-j'));
     expect(nftAt).toBeGreaterThanOrEqual(0);
     expect(vipAt).toBeGreaterThan(nftAt);
@@ -151,7 +152,7 @@ egress: { routes: [default] }
     const rel = await a.release();
     expect(vipErrors(rel.errors)).toEqual([]);
     const after = r.calls.slice(before);
-    const delAt = after.findIndex((c) => c.file === 'nft' && c.input?.includes('delete table'));
+    const delAt = after.findIndex((c) => c.file === 'nft' && c.args[0]?.includes('delete table'));
     const addrAt = after.findIndex((c) => c.file !== 'nft' && JSON.stringify(c).includes('192.0.2.254/24') && !c.args.includes('-j'));
     expect(addrAt).toBeGreaterThanOrEqual(0);
     expect(delAt).toBeGreaterThan(addrAt);
