@@ -7,9 +7,14 @@
 // Faults: kill -9 of the leader's controller, SIGSTOP of it (SIGCONT after the takeover), and manual
 // failover (`sandwich failover --to`; timed from the leader's "switchover … requested" event, as the
 // CLI's own start-up on a busy host is not failover time).
+// Profiles: leadership (lease | fast) × etcd raft flags (fast 10/100 ms | default 100/1000 ms).
+// --spikes D1,D2,…: no fault; etcd answers are delayed by D ms for --spike-for-ms every --spike-every-ms
+// (bench/delay-proxy.ts between the controllers and etcd) for --observe-s; counts false failovers.
 //
-//   npx tsc -p tsconfig.json && node dist/bench/failover.js [--runs 20] [--profiles fast,default] [--faults kill,stop,manual] [--budget-s N] [--write]
-// --write puts the JSON in docs/failover-bench.json and the table in docs/coordination.md.
+//   npx tsc -p tsconfig.json && node dist/bench/failover.js [--runs 20] [--profiles lease-fastetcd,fast-fastetcd] [--faults kill,stop,manual] [--budget-s N] [--write]
+//   node dist/bench/failover.js --spikes 200,400,800 --observe-s 60 [--profiles …] [--write]
+// --write puts the JSON in docs/failover-bench*.json and the tables in docs/coordination.md.
+import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -20,12 +25,30 @@ import { sleep, waitFor } from '../test/system/harness';
 type Fault = 'kill -9' | 'SIGSTOP' | 'manual failover';
 /** dualMs: both held for certain; possibleDualMs: also counting fence readings that cannot tell. */
 interface Run { fault: Fault; from: string; to: string; movedMs: number; announcedMs: number; dualMs: number; possibleDualMs: number }
-interface Profile { name: string; heartbeatMs: number; electionMs: number; leaseTtlS: number }
+interface Profile {
+  name: string;
+  /** Namespace prefix (≤ 5 chars). */
+  ns: string;
+  heartbeatMs: number;
+  electionMs: number;
+  leaseTtlS: number;
+  fast?: { renewIntervalMs: number; takeoverAfterMs: number; marginMs: number };
+}
 
 const PROFILES: Record<string, Profile> = {
-  fast: { name: 'fast', heartbeatMs: 10, electionMs: 100, leaseTtlS: 1 },
-  default: { name: 'default', heartbeatMs: 100, electionMs: 1000, leaseTtlS: 2 },
+  'lease-fastetcd': { name: 'lease-fastetcd', ns: 'swblf', heartbeatMs: 10, electionMs: 100, leaseTtlS: 1 },
+  'lease-defaultetcd': { name: 'lease-defaultetcd', ns: 'swbld', heartbeatMs: 100, electionMs: 1000, leaseTtlS: 2 },
+  'fast-fastetcd': { name: 'fast-fastetcd', ns: 'swbff', heartbeatMs: 10, electionMs: 100, leaseTtlS: 2, fast: { renewIntervalMs: 50, takeoverAfterMs: 400, marginMs: 100 } },
+  'fast-defaultetcd': { name: 'fast-defaultetcd', ns: 'swbfd', heartbeatMs: 100, electionMs: 1000, leaseTtlS: 2, fast: { renewIntervalMs: 100, takeoverAfterMs: 1500, marginMs: 300 } },
 };
+
+function leadershipOf(p: Profile): string {
+  return p.fast ? `fast (renew ${p.fast.renewIntervalMs}, takeover ${p.fast.takeoverAfterMs}, margin ${p.fast.marginMs} ms)` : `lease (TTL ${p.leaseTtlS} s)`;
+}
+
+function labFor(p: Profile, etcdClientPort?: number): CoordLab {
+  return new CoordLab(p.ns, { leaseTtlS: p.leaseTtlS, heartbeatMs: p.heartbeatMs, electionMs: p.electionMs, ...(p.fast ? { fast: p.fast } : {}), ...(etcdClientPort ? { etcdClientPort } : {}) });
+}
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -38,12 +61,7 @@ const pct = (xs: number[], p: number) => {
 };
 
 async function steadyLeader(lab: CoordLab, stableMs = 1000): Promise<string> {
-  const { value } = await waitFor('a steady VIP holder', () => {
-    const h = lab.holder();
-    if (h !== 'lb1' && h !== 'lb2') return null;
-    const last = lab.samplers![h].changes().pop();
-    return last && monoMs() - last.t >= stableMs ? h : null;
-  }, 60_000, 50);
+  const { value } = await waitFor('a steady VIP holder', () => lab.steadyHolder(stableMs), 60_000, 50);
   return value!;
 }
 
@@ -81,7 +99,7 @@ async function oneRun(lab: CoordLab, fault: Fault): Promise<Run> {
 }
 
 async function benchProfile(p: Profile, runs: number, deadline: number, faults: Fault[]): Promise<{ profile: Profile; runs: Run[]; skipped: string[]; samplerMaxGapMs: number; samplerGapsOver10: number; samples: number; load: number[] }> {
-  const lab = new CoordLab(p.name === 'fast' ? 'swbf' : 'swbd', { leaseTtlS: p.leaseTtlS, heartbeatMs: p.heartbeatMs, electionMs: p.electionMs });
+  const lab = labFor(p);
   const out: Run[] = [];
   const skipped: string[] = [];
   const onSignal = () => void lab.down().finally(() => process.exit(130));
@@ -130,11 +148,103 @@ async function benchProfile(p: Profile, runs: number, deadline: number, faults: 
   }
 }
 
+interface SpikeResult {
+  profile: Profile;
+  delayMs: number;
+  everyMs: number;
+  forMs: number;
+  observeS: number;
+  spikes: number;
+  /** The VIP address appeared on a node during the observation (no fault was injected: all are false). */
+  falseFailovers: number;
+  /** "no longer … leader" events (leadership lost, whoever took it next). */
+  leadershipLosses: number;
+  noHolderMs: number;
+  dualMs: number;
+  load: number[];
+}
+
+/** Sum of the parts of [t0, t1) covered by none of `intervals`. */
+function uncovered(intervals: [number, number][], t0: number, t1: number): number {
+  const xs = intervals.map(([a, b]) => [Math.max(a, t0), Math.min(b, t1)] as [number, number]).filter(([a, b]) => b > a).sort((x, y) => x[0] - y[0]);
+  let covered = 0;
+  let end = t0;
+  for (const [a, b] of xs) {
+    if (b <= end) continue;
+    covered += b - Math.max(a, end);
+    end = b;
+  }
+  return t1 - t0 - covered;
+}
+
+async function spikeProfile(p: Profile, delayMs: number, observeS: number, everyMs: number, forMs: number): Promise<SpikeResult> {
+  const lab = labFor(p, 2479);
+  let proxy: ReturnType<typeof spawn> | null = null;
+  const load0 = loadavg()[0]!;
+  try {
+    await lab.up();
+    const pairs = [1, 2, 3].map((i) => `10.9.0.${i}:2479=10.9.0.${i}:2379`);
+    proxy = spawn('nice', ['-n', '-10', 'ip', 'netns', 'exec', lab.ns('etcd'), process.execPath, join(__dirname, 'delay-proxy.js'),
+      '--spike-ms', String(delayMs), '--every-ms', String(everyMs), '--for-ms', String(forMs), ...pairs], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let spikes = '';
+    proxy.stdout!.on('data', (d: Buffer) => (spikes += d.toString()));
+    lab.start('lb1');
+    await steadyLeader(lab);
+    lab.start('lb2');
+    await waitFor('lb2 ready', () => lab.ready('lb2'), 60_000, 100);
+    const losses = () => ['lb1', 'lb2'].reduce((n, x) => n + lab.events(x).filter((e) => /is no longer ingress leader/.test(e.reason)).length, 0);
+    const lost0 = losses();
+    const spikes0 = spikes.split('\n').filter(Boolean).length;
+    const t0 = monoMs();
+    await sleep(observeS * 1000);
+    const t1 = monoMs();
+    const s = lab.samplers!;
+    const falseFailovers = [s.lb1, s.lb2].flatMap((x) => x.addressChanges()).filter((c) => c.t >= t0 && c.t < t1 && c.value === '1').length;
+    const held = [...s.lb1.intervals(t1, 'possible'), ...s.lb2.intervals(t1, 'possible')];
+    const dual = dualHolding(s.lb1, s.lb2, 'certain', t1).spans.filter(([, b]) => b >= t0).reduce((n, [a, b]) => n + (b - Math.max(a, t0)), 0);
+    const r: SpikeResult = {
+      profile: p, delayMs, everyMs, forMs, observeS,
+      spikes: spikes.split('\n').filter(Boolean).length - spikes0,
+      falseFailovers, leadershipLosses: losses() - lost0, noHolderMs: uncovered(held, t0, t1), dualMs: dual, load: [load0, loadavg()[0]!],
+    };
+    process.stderr.write(`${p.name} spikes of ${delayMs} ms: ${r.spikes} spikes, ${r.falseFailovers} false failover(s), ${r.leadershipLosses} leadership loss(es), no holder ${Math.round(r.noHolderMs)} ms, dual ${r.dualMs.toFixed(1)} ms\n`);
+    return r;
+  } finally {
+    proxy?.kill('SIGKILL');
+    await lab.down();
+  }
+}
+
+function spikeTable(results: SpikeResult[], command: string): string {
+  const r0 = results[0];
+  const lines = [
+    `Measured ${new Date().toISOString().slice(0, 16)}Z on the shared 2-core host (load average ${results.map((r) => r.load.map((l) => l.toFixed(1)).join('→')).join(', ')}). No fault injected; every etcd answer delayed by the spike's delay for ${r0?.forMs ?? '?'} ms every ${r0?.everyMs ?? '?'} ms, for ${r0?.observeS ?? '?'} s per row (bench/delay-proxy.ts). Rerun: \`${command}\``,
+    '',
+    '| leadership | etcd flags | spike delay | spikes | false failovers | leadership losses | time without a holder | dual-holder time |',
+    '|---|---|---|---|---|---|---|---|',
+  ];
+  for (const r of results) {
+    lines.push(`| ${leadershipOf(r.profile)} | ${r.profile.heartbeatMs}/${r.profile.electionMs} ms | ${r.delayMs} ms | ${r.spikes} | ${r.falseFailovers} | ${r.leadershipLosses} | ${Math.round(r.noHolderMs)} ms | ${r.dualMs.toFixed(1)} ms |`);
+  }
+  return lines.join('\n');
+}
+
+function writeSection(marker: string, md: string): void {
+  const doc = join(__dirname, '..', '..', 'docs', 'coordination.md');
+  const text = readFileSync(doc, 'utf8');
+  const start = `<!-- bench:${marker}:start -->`;
+  const end = `<!-- bench:${marker}:end -->`;
+  const i = text.indexOf(start);
+  const j = text.indexOf(end);
+  if (i < 0 || j < i) throw new Error(`${doc}: markers ${start} … ${end} not found`);
+  writeFileSync(doc, `${text.slice(0, i + start.length)}\n${md}\n${text.slice(j)}`);
+}
+
 function table(results: Awaited<ReturnType<typeof benchProfile>>[], command: string): string {
   const lines = [
     `Measured ${new Date().toISOString().slice(0, 16)}Z on the shared 2-core host (load average ${results.map((r) => r.load.map((l) => l.toFixed(1)).join('→')).join(', ')}). Rerun: \`${command}\``,
     '',
-    '| etcd flags | lease TTL | fault | runs | moved p50 | moved p99 | announced p50 | announced p99 | max | dual-holder time (certain / possible) |',
+    '| leadership | etcd flags | fault | runs | moved p50 | moved p99 | announced p50 | announced p99 | max | dual-holder time (certain / possible) |',
     '|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of results) {
@@ -144,7 +254,7 @@ function table(results: Awaited<ReturnType<typeof benchProfile>>[], command: str
       const m = rs.map((x) => x.movedMs);
       const a = rs.map((x) => x.announcedMs);
       const ms = (v: number) => `${Math.round(v)} ms`;
-      lines.push(`| ${r.profile.name} (${r.profile.heartbeatMs}/${r.profile.electionMs} ms) | ${r.profile.leaseTtlS} s | ${fault} | ${rs.length} | ${ms(pct(m, 0.5))} | ${ms(pct(m, 0.99))} | ${ms(pct(a, 0.5))} | ${ms(pct(a, 0.99))} | ${ms(Math.max(...a))} | ${rs.reduce((s, x) => s + x.dualMs, 0).toFixed(1)} / ${rs.reduce((s, x) => s + x.possibleDualMs, 0).toFixed(1)} ms |`);
+      lines.push(`| ${leadershipOf(r.profile)} | ${r.profile.heartbeatMs}/${r.profile.electionMs} ms | ${fault} | ${rs.length} | ${ms(pct(m, 0.5))} | ${ms(pct(m, 0.99))} | ${ms(pct(a, 0.5))} | ${ms(pct(a, 0.99))} | ${ms(Math.max(...a))} | ${rs.reduce((s, x) => s + x.dualMs, 0).toFixed(1)} / ${rs.reduce((s, x) => s + x.possibleDualMs, 0).toFixed(1)} ms |`);
     }
   }
   lines.push('', `Runs skipped (leadership moved on its own before the fault, or a wait timed out): ${results.map((r) => r.skipped.length).join(', ')}.`);
@@ -161,7 +271,26 @@ async function main(): Promise<void> {
   if (faults.some((f) => f === null)) throw new Error(`--faults: use kill, stop, manual (got "${faultArg}")`);
   const chosen = faults as Fault[];
   const deadline = budgetS > 0 ? monoMs() + budgetS * 1000 : Number.POSITIVE_INFINITY;
-  const names = arg('profiles', 'fast').split(',');
+  const names = arg('profiles', 'lease-fastetcd,fast-fastetcd').split(',');
+  for (const n of names) if (!PROFILES[n]) throw new Error(`unknown profile "${n}" (known: ${Object.keys(PROFILES).join(', ')})`);
+  const spikeArg = arg('spikes', '');
+  if (spikeArg) {
+    const delays = spikeArg.split(',').map(Number);
+    if (delays.some((d) => !Number.isFinite(d) || d <= 0)) throw new Error(`--spikes: delays in ms, e.g. 200,400 (got "${spikeArg}")`);
+    const observeS = Number(arg('observe-s', '60'));
+    const everyMs = Number(arg('spike-every-ms', '5000'));
+    const forMs = Number(arg('spike-for-ms', '1000'));
+    const results: SpikeResult[] = [];
+    for (const n of names) for (const d of delays) results.push(await spikeProfile(PROFILES[n]!, d, observeS, everyMs, forMs));
+    const command = `npx tsc -p tsconfig.json && node dist/bench/failover.js --spikes ${spikeArg} --observe-s ${observeS} --spike-every-ms ${everyMs} --spike-for-ms ${forMs} --profiles ${names.join(',')} --write`;
+    const md = spikeTable(results, command);
+    console.log(md);
+    if (process.argv.includes('--write')) {
+      writeFileSync(join(__dirname, '..', '..', 'docs', 'failover-spikes.json'), JSON.stringify({ command, results }, null, 2) + '\n');
+      writeSection('spikes', md);
+    }
+    return;
+  }
   const results = [];
   for (const n of names) {
     const p = PROFILES[n];
@@ -172,16 +301,8 @@ async function main(): Promise<void> {
   const md = table(results, command);
   console.log(md);
   if (process.argv.includes('--write')) {
-    const root = join(__dirname, '..', '..');
-    writeFileSync(join(root, 'docs', 'failover-bench.json'), JSON.stringify({ command, results }, null, 2) + '\n');
-    const doc = join(root, 'docs', 'coordination.md');
-    const text = readFileSync(doc, 'utf8');
-    const start = '<!-- bench:failover:start -->';
-    const end = '<!-- bench:failover:end -->';
-    const i = text.indexOf(start);
-    const j = text.indexOf(end);
-    if (i < 0 || j < i) throw new Error(`${doc}: markers ${start} … ${end} not found`);
-    writeFileSync(doc, `${text.slice(0, i + start.length)}\n${md}\n${text.slice(j)}`);
+    writeFileSync(join(__dirname, '..', '..', 'docs', 'failover-bench.json'), JSON.stringify({ command, results }, null, 2) + '\n');
+    writeSection('failover', md);
   }
 }
 

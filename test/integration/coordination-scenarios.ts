@@ -63,6 +63,8 @@ export function coordinationScenarios(prefix: string, opts: CoordOptions, validi
 
   afterEach(() => {
     expectNeverTwoHolders();
+    // What the client saw: no ARP request for the VIP answered from two MACs (tcpdump in its namespace).
+    expect(lab.arpAnsweredTwice(testStart)).toEqual([]);
   });
 
   describe('coordination on a real 3-member etcd, in network namespaces', () => {

@@ -27,6 +27,8 @@ export interface CoordOptions {
   heartbeatMs?: number;
   electionMs?: number;
   callTimeoutMs?: number;
+  /** Port the controllers use for etcd (a proxy in front of 2379, bench/delay-proxy.ts); default 2379. */
+  etcdClientPort?: number;
   /** The fast leadership profile; absent = lease profile. */
   fast?: { renewIntervalMs: number; takeoverAfterMs: number; marginMs: number };
 }
@@ -34,7 +36,7 @@ export interface CoordOptions {
 export function coordConfig(o: CoordOptions = {}): string {
   return `
 cluster: coord
-store: { kind: etcd, endpoints: [http://10.9.0.1:2379, http://10.9.0.2:2379, http://10.9.0.3:2379], callTimeoutMs: ${o.callTimeoutMs ?? 500}, leaseTtlS: ${o.leaseTtlS ?? 1}, etcdElectionTimeoutMs: ${o.electionMs ?? 100}${o.fast ? `, leadership: { mode: fast, renewIntervalMs: ${o.fast.renewIntervalMs}, takeoverAfterMs: ${o.fast.takeoverAfterMs}, marginMs: ${o.fast.marginMs} }` : ''} }
+store: { kind: etcd, endpoints: [${[1, 2, 3].map((i) => `http://10.9.0.${i}:${o.etcdClientPort ?? 2379}`).join(', ')}], callTimeoutMs: ${o.callTimeoutMs ?? 500}, leaseTtlS: ${o.leaseTtlS ?? 1}, etcdElectionTimeoutMs: ${o.electionMs ?? 100}${o.fast ? `, leadership: { mode: fast, renewIntervalMs: ${o.fast.renewIntervalMs}, takeoverAfterMs: ${o.fast.takeoverAfterMs}, marginMs: ${o.fast.marginMs} }` : ''} }
 timing: { decideIntervalMs: 100, reconcileIntervalMs: 2000, holdDownMs: 1000, observationStaleMs: 4000 }
 nodes:
   - name: lb1
@@ -267,6 +269,28 @@ export class CoordLab {
   }
 
   /** ARP packets that announce the VIP (gratuitous requests or replies with the VIP as sender) from `mac` after `since`. */
+  /**
+   * Requests for the VIP (not gratuitous ones) answered by more than one MAC, since `since`: each
+   * request groups the replies captured before the next request.
+   */
+  arpAnsweredTwice(since: number): { t: number; macs: string[] }[] {
+    const bad: { t: number; macs: string[] }[] = [];
+    let group: { t: number; macs: Set<string> } | null = null;
+    const close = () => {
+      if (group && group.macs.size > 1) bad.push({ t: group.t, macs: [...group.macs] });
+    };
+    for (const p of this.arp().filter((x) => x.t >= since)) {
+      if (p.line.includes(`Request who-has ${VIP}`) && !p.line.includes(`tell ${VIP},`)) {
+        close();
+        group = { t: p.t, macs: new Set() };
+      } else if (group && p.line.includes(`Reply ${VIP} is-at`)) {
+        group.macs.add(p.mac);
+      }
+    }
+    close();
+    return bad;
+  }
+
   vipAnnouncements(mac: string, since: number): { t: number; line: string }[] {
     return this.arp().filter((p) => p.t >= since && p.mac === mac && (p.line.includes(`tell ${VIP},`) || p.line.includes(`Reply ${VIP} is-at`)));
   }
