@@ -62,7 +62,7 @@ export async function runDaemon(config: Config, nodeName: string): Promise<numbe
   });
   const node = new NodeController({
     config, node: nodeName, store, events,
-    actuator: metrics.tapActuator({ reconcile: (d, o) => actuator.reconcile(d, o), releaseVips: async () => void (await actuator.release()), refreshFence: () => actuator.refreshFence(), fenceRemainingMs: () => actuator.fenceRemainingMs() }),
+    actuator: metrics.tapActuator({ reconcile: (d, o) => actuator.reconcile(d, o), releaseVips: async () => void (await actuator.release()), refreshFence: () => actuator.refreshFence(), takeVips: () => actuator.takeVips(), fenceRemainingMs: () => actuator.fenceRemainingMs() }),
     prober: (onObservation) => new ProbeEngine({
       jobs: probeJobs(config, nodeName),
       probe: probeFactory(),

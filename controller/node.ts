@@ -12,11 +12,13 @@ export type Lifecycle = 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED';
 
 /** What the loop needs from failover/ (the Actuator implements it). */
 export interface NodeActuator {
-  reconcile(desired: Desired | null, opts: { holdsVips: boolean }): Promise<ActResult>;
+  reconcile(desired: Desired | null, opts: { holdsVips: boolean; wantVips?: () => boolean }): Promise<ActResult>;
   /** Remove the VIP group's addresses at once (fencing, shutdown); nothing else changes. */
   releaseVips(): Promise<void>;
   /** Extend the kernel ARP fence to the validity deadline (fenceUntil); false when skipped. */
   refreshFence?(): Promise<boolean>;
+  /** Takeover fast path: fence, VIP addresses and ARP only (the next reconcile does the rest). */
+  takeVips?(): Promise<ActResult>;
   /** Time left on the kernel ARP fence (ms), or null when none is installed. */
   fenceRemainingMs?(): number | null;
 }
@@ -207,7 +209,33 @@ export class NodeController {
     this.leadership = l;
     this.emit({ event: 'leader', node: this.self.name, reason: `${this.self.name} is now ${this.role} leader${sw ? ` (switchover requested by ${sw.requestedBy})` : ''}` });
     void l.lost.then(() => this.onLeadershipLost(l, 'leadership lost in the store'));
+    void this.takeVips();
     this.kickReconcile();
+  }
+
+  /** Takeover: the VIP group first, before the (slower) full reconcile. */
+  private async takeVips(): Promise<void> {
+    if (!this.deps.actuator.takeVips || !this.canAnnounce()) return;
+    try {
+      const r = await this.deps.actuator.takeVips();
+      this.reportResults(r, this.desired?.value.revision ?? null);
+      // Reported here, not through reportDriverErrors: this pass ran only the VIP drivers.
+      for (const f of r.errors ?? []) this.error(`take VIPs: ${f.driver}`, f.error);
+      await this.afterVipStep(true, 'leadership lapsed while taking the VIPs');
+    } catch (e) {
+      this.error('take VIPs', e);
+    }
+  }
+
+  /** After a pass that wanted the VIPs held (or not): undo if leadership lapsed meanwhile, else record and announce. */
+  private async afterVipStep(wantVips: boolean, lapsed: string): Promise<void> {
+    if (wantVips && !this.canAnnounce()) {
+      await this.dropVips(lapsed);
+    } else if (wantVips !== this.holdsVips) {
+      this.holdsVips = wantVips;
+      const groups = this.config.vipGroups.filter((g) => g.role === this.role);
+      if (wantVips && groups.length > 0) this.emit({ event: 'vip', node: this.self.name, reason: `holding VIP group${groups.map((g) => ` ${g.name}`).join(',')}; gratuitous ARP sent` });
+    }
   }
 
   /** The leader key can vanish without the session ending (deleted by hand): re-read it each tick. */
@@ -325,30 +353,11 @@ export class NodeController {
     const wantVips = this.canAnnounce();
     const started = this.mono();
     try {
-      const r = await this.deps.actuator.reconcile(desired, { holdsVips: wantVips });
+      const r = await this.deps.actuator.reconcile(desired, { holdsVips: wantVips, wantVips: () => this.canAnnounce() });
       const revision = desired?.revision ?? null;
-      const drift: string[] = [];
-      for (const res of r.results) {
-        if (res.commands.length === 0) continue;
-        // Drift: the kernel differed although what we want had not changed (someone changed it behind us).
-        const kind = res.drift ? 'drift' : 'kernel';
-        if (kind === 'drift') drift.push(...res.differences.map((d) => `${res.driver}: ${d}`));
-        this.emit({
-          event: kind, level: kind === 'drift' ? 'warn' : 'info', node: this.self.name, driver: res.driver,
-          reason: kind === 'drift'
-            ? `drift corrected (${res.driver}): ${res.differences.join('; ')}`
-            : `applied ${res.driver}: ${res.differences.join('; ')}`,
-          commands: res.commands, durationMs: res.durationMs, revision,
-        });
-      }
-      if (wantVips && !this.canAnnounce()) {
-        // Leadership lapsed while this reconcile ran: undo at once.
-        await this.dropVips('leadership lapsed during reconcile');
-      } else if (wantVips !== this.holdsVips) {
-        this.holdsVips = wantVips;
-        const groups = this.config.vipGroups.filter((g) => g.role === this.role);
-        if (wantVips && groups.length > 0) this.emit({ event: 'vip', node: this.self.name, reason: `holding VIP group${groups.map((g) => ` ${g.name}`).join(',')}; gratuitous ARP sent` });
-      }
+      const drift = this.reportResults(r, revision);
+      // Became leader while this pass ran: the takeover path (takeVips) owns the VIPs now.
+      if (wantVips || !this.canAnnounce()) await this.afterVipStep(wantVips, 'leadership lapsed during reconcile');
       this.reportDriverErrors(r.errors ?? []);
       this.appliedRevision = revision;
       this.lastApplied = r.applied;
@@ -357,6 +366,25 @@ export class NodeController {
       this.error('reconcile', e);
     }
     await this.writeStatus(this.mono() - started);
+  }
+
+  /** One event per driver that changed the kernel; returns the drift found (changes behind our back). */
+  private reportResults(r: ActResult, revision: number | null): string[] {
+    const drift: string[] = [];
+    for (const res of r.results) {
+      if (res.commands.length === 0) continue;
+      // Drift: the kernel differed although what we want had not changed (someone changed it behind us).
+      const kind = res.drift ? 'drift' : 'kernel';
+      if (kind === 'drift') drift.push(...res.differences.map((d) => `${res.driver}: ${d}`));
+      this.emit({
+        event: kind, level: kind === 'drift' ? 'warn' : 'info', node: this.self.name, driver: res.driver,
+        reason: kind === 'drift'
+          ? `drift corrected (${res.driver}): ${res.differences.join('; ')}`
+          : `applied ${res.driver}: ${res.differences.join('; ')}`,
+        commands: res.commands, durationMs: res.durationMs, revision,
+      });
+    }
+    return drift;
   }
 
   /** One event when a driver starts failing or its error changes, one when it recovers (no spam every pass). */

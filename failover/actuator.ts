@@ -33,6 +33,11 @@ export interface ActuatorOptions {
 export interface ReconcileOptions {
   /** This node holds its role's VIP groups (it is the leader for its role). */
   readonly holdsVips: boolean;
+  /**
+   * Asked again when the VIP step runs (it may wait in the VIP queue behind a takeover): the VIPs are
+   * released only if still not wanted, and added only if still wanted. Default: holdsVips.
+   */
+  readonly wantVips?: () => boolean;
 }
 
 export interface NodeWants {
@@ -193,6 +198,8 @@ export class Actuator {
   private readonly vips: VipGroup[];
   private readonly log: DriverLog;
   private queue: Promise<unknown> = Promise.resolve();
+  /** VIP addresses and the fence have their own queue: a takeover or release never waits for IPVS or routes. */
+  private vipQueue: Promise<unknown> = Promise.resolve();
   /** Null without fenceUntil or without an IPv4 VIP. */
   readonly fence: ArpFence | null;
 
@@ -230,7 +237,7 @@ export class Actuator {
 
   /** Shutdown: release the VIP groups (addresses removed, announcements stopped); the data path stays (fail-static). */
   release(): Promise<ActuatorResult> {
-    return this.serial(async () => {
+    return this.vipSerial(async () => {
       const elapsed = timer();
       const results: ReconcileResult[] = [];
       const errors: DriverFailure[] = [];
@@ -274,10 +281,37 @@ export class Actuator {
     }
   }
 
+  /**
+   * Takeover fast path: fence, VIP addresses and gratuitous ARP now, without the data-path drivers
+   * (the reconcile that follows finds them done). Only while canAnnounce() says so, like every ARP.
+   */
+  takeVips(): Promise<ActuatorResult> {
+    return this.vipSerial(async () => {
+      const elapsed = timer();
+      const results: ReconcileResult[] = [];
+      const errors: DriverFailure[] = [];
+      await this.holdVips(results, errors);
+      return { results, errors, applied: this.summary(null, null, null), durationMs: elapsed() };
+    });
+  }
+
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const next = this.queue.then(fn, fn);
     this.queue = next.catch(() => undefined);
     return next;
+  }
+
+  private vipSerial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.vipQueue.then(fn, fn);
+    this.vipQueue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async holdVips(results: ReconcileResult[], errors: DriverFailure[]): Promise<void> {
+    // Fence first: the addresses never appear on the interface unguarded.
+    const fence = this.fence;
+    const fenced = fence ? await this.step('fence', results, errors, () => fence.hold()) : true;
+    if (fenced) for (const v of this.vips) await this.step(v.driver, results, errors, () => v.reconcile(true), true);
   }
 
   /** The want each driver last applied successfully (JSON), to tell drift from a change of want. */
@@ -313,15 +347,16 @@ export class Actuator {
     const elapsed = timer();
     const results: ReconcileResult[] = [];
     const errors: DriverFailure[] = [];
+    const want = opts.wantVips ?? (() => opts.holdsVips);
     let wants: NodeWants;
     try {
       wants = nodeWants(this.config, this.node, desired);
     } catch (e) {
       errors.push({ driver: 'actuator', error: e as Error });
-      if (!opts.holdsVips) await this.releaseVips(results, errors);
+      if (!opts.holdsVips) await this.vipSerial(async () => (want() ? undefined : this.releaseVips(results, errors)));
       return { results, errors, applied: this.summary(desired, null, null), durationMs: elapsed() };
     }
-    if (!opts.holdsVips) await this.releaseVips(results, errors);
+    if (!opts.holdsVips) await this.vipSerial(async () => (want() ? undefined : this.releaseVips(results, errors)));
     await this.step('sysctl', results, errors, () => this.sysctl.reconcile(wants.sysctls), wants.sysctls);
     const ipvs = wants.ipvs ? await this.step('ipvs', results, errors, () => this.ipvs.reconcile(wants.ipvs!), wants.ipvs) : null;
     const routes = await this.step<RoutesResult>('routes', results, errors, () => this.routes.reconcile(wants.routes), wants.routes);
@@ -335,12 +370,7 @@ export class Actuator {
     }
     // Probe source addresses last among the data-path steps: nothing urgent depends on them.
     await this.step('addresses', results, errors, () => this.addresses.reconcile(wants.addresses), wants.addresses);
-    if (opts.holdsVips) {
-      // Fence first: the addresses never appear on the interface unguarded.
-      const fence = this.fence;
-      const fenced = fence ? await this.step('fence', results, errors, () => fence.hold()) : true;
-      if (fenced) for (const v of this.vips) await this.step(v.driver, results, errors, () => v.reconcile(true), true);
-    }
+    if (opts.holdsVips) await this.vipSerial(async () => (want() ? this.holdVips(results, errors) : undefined));
     return {
       results,
       errors,

@@ -158,4 +158,25 @@ egress: { routes: [default] }
     expect(delAt).toBeGreaterThan(addrAt);
     a.close();
   });
+
+  it('takeVips: fence and address only, without the data-path drivers; a reconcile begun before the takeover does not release them', async () => {
+    const config = parseConfig(yaml, 'test.yaml');
+    const r = runner();
+    let leader = false;
+    const a = new Actuator(config, 'lb1', r, { timers: new ManualTimers(), fenceUntil: () => performance.now() + 700, verify: false, canAnnounce: () => leader });
+    const vipAdds = () => r.calls.filter((c) => c.file === 'ip' && c.args.includes('192.0.2.254/24')).map((c) => c.args.includes('add') ? 'add' : 'del');
+    // A reconcile starts as a standby; the node becomes leader (takeVips) before its VIP step runs.
+    const pass = a.reconcile(null, { holdsVips: false, wantVips: () => leader });
+    leader = true;
+    const took = await a.takeVips();
+    await pass;
+    expect(took.errors).toEqual([]);
+    expect(took.results.map((x) => x.driver)).toEqual(['fence', 'vip:ingress']);
+    expect(vipAdds()).toEqual(['add']);
+    // Leadership gone: the next pass releases.
+    leader = false;
+    await a.reconcile(null, { holdsVips: false, wantVips: () => leader });
+    expect(vipAdds()).toEqual(['add', 'del']);
+    a.close();
+  });
 });
