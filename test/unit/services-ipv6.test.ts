@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { probeJobs } from '../../checks/jobs';
 import { loadConfig, parseConfig, storePrefixIssues, STORE_KEY_KINDS, type Config } from '../../controller/config';
 import { decide, describeDesired, desiredEqual } from '../../controller/decide';
 import type { Desired } from '../../controller/types';
@@ -106,6 +107,19 @@ describe('config: services, IPv6 and store prefixes', () => {
     const used = new Set([...src.matchAll(/this\.key\('([a-z]+)'/g)].map((m) => m[1]!));
     expect(used.size).toBeGreaterThanOrEqual(5);
     expect([...used].filter((k) => !(STORE_KEY_KINDS as readonly string[]).includes(k))).toEqual([]);
+  });
+});
+
+describe('probe jobs for IPv6 checks', () => {
+  it('use the node\'s sources6 and the firewall\'s IPv6 leg address; leg URLs get brackets', () => {
+    const c = dual((r) => r.checks.push({ name: 'leg-http6', kind: 'http', scope: 'leg', family: 'ipv6', url: 'http://[::1]:8080/ready' }));
+    const jobs = probeJobs(c, 'lb2').filter((j) => j.firewall === 'fw2');
+    const by = (k: string) => jobs.find((j) => j.check.name === k)!;
+    expect(by('ingress-leg6')).toMatchObject({ family: 6, source: '2001:db8:1::32', target: '2001:db8:1::12' });
+    expect(by('path-http6')).toMatchObject({ family: 6, source: '2001:db8:1::32', target: 'http://[2001:db8:100::10]/health' });
+    expect(by('leg-http6')).toMatchObject({ source: '2001:db8:1::32', target: 'http://[2001:db8:1::12]:8080/ready' });
+    expect(by('ingress-leg')).toMatchObject({ family: 4, source: '10.1.0.32', target: '10.1.0.12' });
+    expect(probeJobs(c, 'er1').find((j) => j.key === 'fw1/egress-leg6')).toMatchObject({ source: '2001:db8:2::21', target: '2001:db8:2::11' });
   });
 });
 
