@@ -11,6 +11,8 @@ jest.setTimeout(30_000);
 let cluster: EtcdCluster;
 let raw: Etcd3;
 const pool = new StorePool(() => cluster);
+// Isolation is under test here, not latency: generous deadlines for a loaded machine.
+const slow = { callTimeoutMs: 3000, leaseTtlS: 3 };
 
 beforeAll(async () => {
   cluster = await EtcdCluster.start();
@@ -26,8 +28,8 @@ test('/…/a and /…/ab: observations, leadership, desired state, drains and wa
   const base = `/${uniqueCluster()}`;
   expect(storePrefixIssues(`${base}/a`)).toEqual([]);
   expect(storePrefixIssues(`${base}/ab`)).toEqual([]);
-  const a = pool.make('a', { prefix: `${base}/a` }).store;
-  const b = pool.make('ab', { prefix: `${base}/ab` }).store;
+  const a = pool.make('a', { ...slow, prefix: `${base}/a` }).store;
+  const b = pool.make('ab', { ...slow, prefix: `${base}/ab` }).store;
   const seenByA: StoreEvent[] = [];
   const stopWatch = a.watch((e) => seenByA.push(e));
 
@@ -78,12 +80,12 @@ test('/…/a and /…/ab: observations, leadership, desired state, drains and wa
 
 test('nesting: a prefix under another\'s key kind breaks the outer sandwich (config refuses it); under any other segment it does not', async () => {
   const base = `/${uniqueCluster()}`;
-  const outer = pool.make('outer', { prefix: `${base}/o` }).store;
+  const outer = pool.make('outer', { ...slow, prefix: `${base}/o` }).store;
   await outer.putDrain({ firewall: 'fw1', by: 'ops', reason: '', since: 1 });
 
   // Accepted by the config rule: nested under a segment that is no key kind. The outer one's lists are unaffected.
   expect(storePrefixIssues(`${base}/o/tenant2`)).toEqual([]);
-  const sibling = pool.make('t2', { prefix: `${base}/o/tenant2` }).store;
+  const sibling = pool.make('t2', { ...slow, prefix: `${base}/o/tenant2` }).store;
   await sibling.putDrain({ firewall: 'fw9', by: 'ops', reason: '', since: 1 });
   await sibling.putObservation(observation('lb9', 'fw9', 'path'));
   const ls = await sibling.campaign('ingress', 'lb9');
@@ -96,7 +98,7 @@ test('nesting: a prefix under another\'s key kind breaks the outer sandwich (con
   // Refused by the config rule: nested under the outer one's drain/ — its drain is read by the outer one as a bad drain.
   const bad = `${base}/o/drain/x`;
   expect(storePrefixIssues(bad)).toEqual([expect.stringContaining('has a segment "drain"')]);
-  const nested = pool.make('x', { prefix: bad }).store;
+  const nested = pool.make('x', { ...slow, prefix: bad }).store;
   await nested.putDrain({ firewall: 'fw7', by: 'ops', reason: '', since: 1 });
   await expect(outer.listDrains()).rejects.toThrow(StoreDataError);
 });
