@@ -1,5 +1,4 @@
 // One node's act step: desired state → kernel wants → drivers, in takeover order; plus release and plan.
-import { isIPv6 } from 'node:net';
 import type { Config, FirewallConfig, NodeConfig, Role, ServiceConfig } from '../controller/config';
 import { nodeByName, probeTable } from '../controller/config';
 import type { Desired } from '../controller/types';
@@ -102,11 +101,6 @@ function linuxIf(node: NodeConfig, logical: string): string {
 
 function fallbackFlag(scheduler: string): string {
   return `${scheduler}-fallback`;
-}
-
-/** A sysctl key of one interface; the slash form when the name has a dot (VLANs: eth0.100). */
-export function ifSysctl(family: 'ipv4' | 'ipv6', dev: string, key: string): string {
-  return dev.includes('.') ? `net/${family}/conf/${dev}/${key}` : `net.${family}.conf.${dev}.${key}`;
 }
 
 /** The desired entry that sets a firewall's weight in a service: its own when it has checks of its own. */
@@ -215,17 +209,6 @@ export function nodeWants(config: Config, node: NodeConfig, desired: Desired | n
         }
       }
     });
-  }
-  // IPv6 VIPs: the kernel announces an address it adds (unsolicited neighbour advertisement) only with
-  // ndisc_notify, and only when it skips duplicate address detection because accept_dad is 0 (not with nodad).
-  for (const g of config.vipGroups.filter((x) => x.role === node.role)) {
-    for (const a of g.addresses) {
-      if (!isIPv6(a.address.split('/')[0] ?? '')) continue;
-      uses6 = true;
-      const dev = linuxIf(node, a.interface);
-      sysctls[ifSysctl('ipv6', dev, 'accept_dad')] = '0';
-      sysctls[ifSysctl('ipv6', dev, 'ndisc_notify')] = '1';
-    }
   }
   if (forwards6) sysctls['net.ipv6.conf.all.forwarding'] = '1';
   const routes: RoutesWant = { rules, tables, managedPriorities };

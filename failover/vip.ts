@@ -1,13 +1,20 @@
 // A VIP group: hold = addresses, then gratuitous ARP bursts (now, again after repeatAfterMs, every refreshIntervalMs);
 // release = stop announcing, then remove the addresses. Idempotent: holding a held group does nothing.
 // IPv6 addresses are announced by the kernel: adding one sends an unsolicited neighbour advertisement when the
-// interface has ndisc_notify=1 and accept_dad=0 (the actuator sets both). To announce again, the address is
-// deleted and added back in one `ip -6 -batch -` (the kernel has no other trigger; Node has no raw sockets).
+// interface has ndisc_notify=1 and accept_dad=0 (set here before the addresses; with `nodad` it sends none).
+// To announce again, the address is deleted and added back in one `ip -6 -batch -` (the kernel has no other
+// trigger; Node has no raw sockets).
 import { isIPv4, isIPv6 } from 'node:net';
 import { AddressesDriver, type AddressWant } from './addresses';
 import { formatCommand, type CommandRunner } from './runner';
+import { SysctlDriver, type SysctlWant } from './sysctl';
 import { systemTimers, type TimerHandle, type Timers } from './timers';
-import { silentLog, timer, type DriverLog, type DriverOptions, type ReconcileResult } from './types';
+import { DriverError, silentLog, timer, type DriverLog, type DriverOptions, type ReconcileResult } from './types';
+
+/** A sysctl key of one interface; the slash form when the name has a dot (VLANs: eth0.100). */
+export function ifSysctl(family: 'ipv4' | 'ipv6', dev: string, key: string): string {
+  return dev.includes('.') ? `net/${family}/conf/${dev}/${key}` : `net.${family}.conf.${dev}.${key}`;
+}
 
 export interface GarpSettings {
   /** ARP replies per burst (`arping -c`). */
@@ -40,6 +47,9 @@ export class VipGroup {
   private abort = new AbortController();
   private readonly inFlight = new Set<Promise<void>>();
   private readonly addresses: AddressesDriver;
+  private readonly sysctl: SysctlDriver;
+  /** Per-interface settings the kernel's own IPv6 announcement needs; {} without an IPv6 address. */
+  readonly sysctls: SysctlWant;
   private readonly timers: Timers;
   private readonly log: DriverLog;
   /** Results of finished arping runs, newest last (bounded). */
@@ -47,6 +57,14 @@ export class VipGroup {
 
   constructor(private readonly runner: CommandRunner, readonly group: VipGroupWant, private readonly opts: VipOptions = {}) {
     this.addresses = new AddressesDriver(runner, opts);
+    this.sysctl = new SysctlDriver(runner, opts);
+    const want: Record<string, string> = {};
+    for (const a of group.addresses) {
+      if (!isIPv6(a.address.split('/')[0] ?? '')) continue;
+      want[ifSysctl('ipv6', a.dev, 'accept_dad')] = '0';
+      want[ifSysctl('ipv6', a.dev, 'ndisc_notify')] = '1';
+    }
+    this.sysctls = want;
     this.timers = opts.timers ?? systemTimers;
     this.log = opts.log ?? silentLog;
   }
@@ -66,8 +84,11 @@ export class VipGroup {
 
   private async hold(): Promise<ReconcileResult> {
     const elapsed = timer();
+    const s = await this.sysctl.reconcile(this.sysctls).catch((e: unknown) => {
+      throw new DriverError(this.driver, `${this.driver}: interface settings for IPv6 announcements: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    });
     const r = await this.addresses.reconcile({ present: this.group.addresses, absent: [] }, this.driver);
-    const commands = [...r.commands];
+    const commands = [...s.commands, ...r.commands];
     // Announce on takeover, and again whenever an address had to be (re-)added.
     if (!this.held_ || r.commands.length > 0) {
       this.held_ = true;
@@ -82,7 +103,7 @@ export class VipGroup {
       }
       this.scheduleRefresh();
     }
-    return { driver: this.driver, differences: r.differences, commands, durationMs: elapsed() };
+    return { driver: this.driver, differences: [...s.differences, ...r.differences], commands, durationMs: elapsed() };
   }
 
   private scheduleRefresh(): void {

@@ -205,7 +205,7 @@ describe('actuator: several services, dual stack', () => {
     const res = await act.reconcile(null, { holdsVips: true });
     expect(res.errors).toEqual([]);
     expect(writes(r)).toEqual([
-      'sysctl -w net.ipv4.ip_forward=1 net.ipv4.vs.expire_nodest_conn=1 net.ipv4.vs.expire_quiescent_template=1 net.ipv4.vs.sloppy_tcp=1 net.ipv6.conf.eth0.accept_dad=0 net.ipv6.conf.eth0.ndisc_notify=1 net.ipv6.conf.eth1.accept_dad=0 net.ipv6.conf.eth1.ndisc_notify=1 net.ipv6.conf.all.forwarding=1',
+      'sysctl -w net.ipv4.ip_forward=1 net.ipv4.vs.expire_nodest_conn=1 net.ipv4.vs.expire_quiescent_template=1 net.ipv4.vs.sloppy_tcp=1 net.ipv6.conf.all.forwarding=1',
       'ipvsadm -R\n' + [
         '-A -f 1 -s sh -b sh-fallback', '-a -f 1 -r 10.1.0.11:0 -g -w 100', '-a -f 1 -r 10.1.0.12:0 -g -w 100',
         '-A -f 1 -6 -s sh -b sh-fallback', '-a -f 1 -6 -r [2001:db8:1::11]:0 -g -w 100', '-a -f 1 -6 -r [2001:db8:1::12]:0 -g -w 100',
@@ -228,6 +228,8 @@ describe('actuator: several services, dual stack', () => {
       'ip addr add 2001:db8:1::21/128 dev eth1 nodad',
       'ip addr add 10.1.0.22/32 dev eth1',
       'ip addr add 2001:db8:1::22/128 dev eth1 nodad',
+      // The VIP group's own step: the kernel announces an IPv6 address it adds only with these.
+      'sysctl -w net.ipv6.conf.eth0.accept_dad=0 net.ipv6.conf.eth0.ndisc_notify=1 net.ipv6.conf.eth1.accept_dad=0 net.ipv6.conf.eth1.ndisc_notify=1',
       'ip addr add 192.0.2.254/24 dev eth0',
       'ip addr add 2001:db8:0:1::254/64 dev eth0',
       'ip addr add 10.1.0.254/24 dev eth1',
@@ -328,13 +330,22 @@ describe('actuator: several services, dual stack', () => {
 describe('IPv6 VIP announcements', () => {
   const group = { name: 'ingress', addresses: [{ dev: 'eth0', address: '2001:db8:0:1::254/64' }], garp: { count: 3, repeatAfterMs: 5000, refreshIntervalMs: 60_000 } };
 
+  it('a sysctl failure fails the hold before any address is added', async () => {
+    const k = new FakeKernel(['eth0']);
+    const r = new FakeRunner((c) => (c.file === 'sysctl' && c.args[0] === '-w' ? new Error('permission denied') : k.handle(c)));
+    const v = new VipGroup(r, group, { timers: new ManualTimers() });
+    await expect(v.reconcile(true)).rejects.toThrow(/^vip:ingress: interface settings for IPv6 announcements: .*permission denied/);
+    expect(k.addrs.get('eth0')).toEqual([]);
+    expect(v.held).toBe(false);
+  });
+
   it('takeover relies on the kernel (address added); repeat and refresh re-add it, only while leadership is provable', async () => {
     const k = new FakeKernel(['eth0']);
     const r = new FakeRunner(k.handle);
     const timers = new ManualTimers();
     let valid = true;
     const v = new VipGroup(r, group, { timers, canAnnounce: () => valid });
-    expect((await v.reconcile(true)).commands).toEqual(['ip addr add 2001:db8:0:1::254/64 dev eth0']);
+    expect((await v.reconcile(true)).commands).toEqual(['sysctl -w net.ipv6.conf.eth0.accept_dad=0 net.ipv6.conf.eth0.ndisc_notify=1', 'ip addr add 2001:db8:0:1::254/64 dev eth0']);
     timers.advance(5000);
     await v.settled();
     expect(k.ip6Batches).toEqual(['addr del 2001:db8:0:1::254/64 dev eth0\naddr add 2001:db8:0:1::254/64 dev eth0\n']);
@@ -433,7 +444,7 @@ describe('parsers on real IPv6 output', () => {
     await new SysctlDriver(r).reconcile({ 'net/ipv6/conf/eth0.100/ndisc_notify': '1' });
     expect(k.sysctls.get('net/ipv6/conf/eth0.100/ndisc_notify')).toBe('1');
     expect((await new ConntrackDriver(r).flushMark(2, 'ipv6')).commands).toEqual(['conntrack -D -f ipv6 -m 2']);
-    expect(nodeWants(dual((raw) => (raw.nodes[0].interfaces.client = 'eth0.100')), dual((raw) => (raw.nodes[0].interfaces.client = 'eth0.100')).nodes[0]!, null).sysctls)
-      .toMatchObject({ 'net/ipv6/conf/eth0.100/accept_dad': '0', 'net/ipv6/conf/eth0.100/ndisc_notify': '1' });
+    const v = new VipGroup(r, { name: 'g', addresses: [{ dev: 'eth0.100', address: '2001:db8::1/64' }, { dev: 'eth1', address: '192.0.2.1/24' }], garp: { count: 1, repeatAfterMs: 0, refreshIntervalMs: 0 } });
+    expect(v.sysctls).toEqual({ 'net/ipv6/conf/eth0.100/accept_dad': '0', 'net/ipv6/conf/eth0.100/ndisc_notify': '1' });
   });
 });
