@@ -158,7 +158,7 @@ const StoreSchema = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('etcd'),
     endpoints: z.array(z.string().regex(/^https?:\/\/[A-Za-z0-9.:[\]-]+$/, 'must be an http(s)://host:port endpoint')).min(1),
-    /** Default /sandwich/<cluster>/. A "/" is appended, so /sandwich/a and /sandwich/ab never overlap. */
+    /** Key prefix; default /sandwich/<cluster>/. A "/" is appended (/sandwich/a and /sandwich/ab never overlap); no segment may be named like a key kind (leader, observations, desired, drain, maintenance, switchover, status). An etcd user limited to it is enough (deploy/etcd-tls). */
     prefix: z.string().regex(/^\/[A-Za-z0-9_./-]*$/, 'must be a key prefix starting with /').optional(),
     callTimeoutMs: ms(10, 60_000).default(1000),
     leaseTtlS: z.number().int().min(1).max(3600).default(2),

@@ -219,6 +219,8 @@ test('IPv6 VIP takeover: the client learns the new holder from its unsolicited n
       const exited = new Promise((r) => dump.once('exit', r));
       dump.kill('SIGINT');
       await Promise.race([exited, sleep(3000)]);
+      dump.stdout!.destroy();
+      dump.stderr!.destroy();
     }
   } finally {
     lb1.close();
@@ -273,5 +275,7 @@ test('IPv6 egress: probes over IPv6 (ICMP, TCP, HTTP) take fw1 down and its IPv6
     const exited = new Promise((r) => daemon.once('exit', r));
     daemon.kill('SIGTERM');
     if (await Promise.race([exited.then(() => true), sleep(10_000).then(() => false)]) === false) daemon.kill('SIGKILL');
+    daemon.stdout!.destroy();
+    daemon.stderr!.destroy();
   }
 });
