@@ -158,7 +158,7 @@ export class IcmpStreamPool {
   }
 
   private start(s: Stream, job: ProbeJob): void {
-    const args = ['-n', '-O', '-i', pingIntervalSeconds(s.intervalMs), '-I', job.source, job.target];
+    const args = ['-n', ...(job.family === 6 ? ['-6'] : []), '-O', '-i', pingIntervalSeconds(s.intervalMs), '-I', job.source, job.target];
     s.deadReason = null;
     s.lastStderr = '';
     s.missed.clear();

@@ -11,8 +11,10 @@ export interface ProbeJob {
   readonly firewall: string;
   readonly check: CheckConfig;
   readonly kind: ProbeKind;
-  /** Source address policy-routed through this firewall (node.probe.sources[firewall]). */
+  /** Source address policy-routed through this firewall (node.probe.sources[firewall], or sources6 for IPv6 checks). */
   readonly source: string;
+  /** 6 for checks with family ipv6; absent or 4: IPv4. */
+  readonly family?: 4 | 6;
   /** icmp/tcp: a host; http: a full URL. */
   readonly target: string;
   /** tcp: the port; otherwise null (http carries its port in the URL). */
@@ -32,10 +34,12 @@ export function probeJobs(config: Config, nodeName: string): ProbeJob[] {
   for (const fw of config.firewalls) {
     for (const check of checksFor(config, fw)) {
       if (check.from !== node.role) continue;
-      const source = node.probe?.sources[fw.name];
-      // The config's cross-check requires a source per firewall on every node that runs checks.
-      if (source === undefined) throw new Error(`node "${node.name}" has no probe source for firewall "${fw.name}" (check "${check.name}")`);
-      const legAddress = node.role === 'ingress' ? fw.ingressAddress : fw.egressAddress;
+      const v6 = check.family === 'ipv6';
+      const source = v6 ? node.probe?.sources6?.[fw.name] : node.probe?.sources[fw.name];
+      // The config's cross-check requires a source per firewall (and family) on every node that runs checks.
+      if (source === undefined) throw new Error(`node "${node.name}" has no ${v6 ? 'IPv6 ' : ''}probe source for firewall "${fw.name}" (check "${check.name}")`);
+      const legAddress = v6 ? (node.role === 'ingress' ? fw.ingressAddress6 : fw.egressAddress6) : node.role === 'ingress' ? fw.ingressAddress : fw.egressAddress;
+      if (legAddress === undefined) throw new Error(`firewall "${fw.name}" has no IPv6 ${node.role} address (check "${check.name}")`);
       let target: string;
       let port: number | null = null;
       if (check.kind === 'http') {
@@ -49,7 +53,7 @@ export function probeJobs(config: Config, nodeName: string): ProbeJob[] {
           port = check.port;
         }
       }
-      jobs.push({ node: node.name, role: node.role, firewall: fw.name, check, kind: check.kind, source, target, port, key: `${fw.name}/${check.name}` });
+      jobs.push({ node: node.name, role: node.role, firewall: fw.name, check, kind: check.kind, source, family: v6 ? 6 : 4, target, port, key: `${fw.name}/${check.name}` });
     }
   }
   return jobs;
@@ -58,7 +62,7 @@ export function probeJobs(config: Config, nodeName: string): ProbeJob[] {
 /** The check URL's scheme, port (or `port` when set), path and query, against the firewall's address. */
 function legUrl(url: string, address: string, port: number | undefined): string {
   const u = new URL(url);
-  u.hostname = address;
+  u.hostname = address.includes(':') ? `[${address}]` : address;
   if (port !== undefined) u.port = String(port);
   u.username = '';
   u.password = '';

@@ -66,7 +66,7 @@ export function tcpProbe(job: ProbeJob, signal: AbortSignal): Promise<ProbeResul
     const started = performance.now();
     let done = false;
     let connected = false;
-    const socket = net.connect({ host: job.target, port: job.port ?? 0, localAddress: job.source, family: 4 });
+    const socket = net.connect({ host: job.target, port: job.port ?? 0, localAddress: job.source, family: job.family ?? 4 });
     const finish = (ok: boolean, error?: string): void => {
       if (done) return;
       done = true;
@@ -127,7 +127,7 @@ export function httpProbe(job: ProbeJob, signal: AbortSignal): Promise<ProbeResu
     try {
       stream = got.stream(job.target, {
         localAddress: job.source,
-        dnsLookupIpVersion: 4,
+        dnsLookupIpVersion: job.family ?? 4,
         timeout: { request: timeoutMs },
         retry: { limit: 0 },
         throwHttpErrors: false,
@@ -222,7 +222,7 @@ export function icmpPackageProbe(job: ProbeJob, signal: AbortSignal): Promise<Pr
     const onAbort = (): void => finish({ ok: false, rttMs: performance.now() - started, error: abortMessage(signal) });
     signal.addEventListener('abort', onAbort, { once: true });
     pingPromise
-      .probe(job.target, { numeric: true, timeout: timeoutMs / 1000, min_reply: 1, extra: ['-I', job.source] })
+      .probe(job.target, { numeric: true, timeout: timeoutMs / 1000, min_reply: 1, ...(job.family === 6 ? { v6: true } : {}), extra: ['-I', job.source] })
       .then((res) => {
         const wallMs = performance.now() - started;
         if (res.alive) {
@@ -247,7 +247,7 @@ export function icmpRunnerProbe(runner: CommandRunner): ProbeFn {
     const timeoutMs = job.check.timeoutMs;
     if (signal.aborted) return { ok: false, rttMs: 0, error: abortMessage(signal) };
     const started = performance.now();
-    const args = ['-n', '-c', '1', '-W', pingWaitSeconds(timeoutMs), '-I', job.source, job.target];
+    const args = ['-n', ...(job.family === 6 ? ['-6'] : []), '-c', '1', '-W', pingWaitSeconds(timeoutMs), '-I', job.source, job.target];
     try {
       const { stdout } = await runner.run('ping', args, { timeoutMs: timeoutMs + PING_KILL_GRACE_MS, signal });
       const rtt = parsePingRtt(stdout);

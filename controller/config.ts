@@ -12,14 +12,22 @@ const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 const name = z.string().regex(NAME_RE, 'must be a name: lower-case letter, then up to 31 of a-z 0-9 _ -');
 const ifName = z.string().regex(IFNAME_RE, 'must be an interface name: 1-15 of A-Z a-z 0-9 _ . - (no spaces or shell metacharacters)');
 const ipv4 = z.string().refine((s) => isIPv4(s), 'must be an IPv4 address');
+// Kept in the compressed lower-case form iproute2 and ipvsadm print, so comparisons with the kernel hold.
+const ipv6 = z.string().refine((s) => isIPv6(s), 'must be an IPv6 address').transform(canonicalIPv6);
 const ipAddr = z.string().refine((s) => isIPv4(s) || isIPv6(s), 'must be an IPv4 or IPv6 address');
-const cidr = z.string().refine(isCidr, 'must be an address with a prefix length, e.g. 192.0.2.1/24');
+const cidr = z.string().refine(isCidr, 'must be an address with a prefix length, e.g. 192.0.2.1/24')
+  .transform((s) => (isIPv6(s.split('/')[0] ?? '') ? `${canonicalIPv6(s.split('/')[0]!)}/${s.split('/')[1]}` : s));
 const prefix = z.string().refine((s) => s === 'default' || isCidr(s), 'must be a network prefix such as 203.0.113.0/24, or "default"');
 const mac = z.string().regex(MAC_RE, 'must be a MAC address like 02:00:00:00:f1:0e').transform((s) => s.toLowerCase());
 const ms = (min: number, max: number) => z.number().int().min(min).max(max);
 const table = z.number().int().min(1).max(0xfffffffe).refine((t) => t !== 253 && t !== 254 && t !== 255, 'must not be a reserved table (253 default, 254 main, 255 local)');
 const mark = z.number().int().min(1).max(0xffffffff);
-const hostname = z.string().regex(/^[A-Za-z0-9.-]{1,253}$/, 'must be an IP address or host name');
+const hostname = z.string().refine((s) => isIPv6(s) || /^[A-Za-z0-9.-]{1,253}$/.test(s), 'must be an IP address or host name');
+
+/** "2001:DB8:0::1" → "2001:db8::1" (the form iproute2 and ipvsadm print). */
+export function canonicalIPv6(a: string): string {
+  return new URL(`http://[${a}]/`).hostname.slice(1, -1);
+}
 
 export function isCidr(s: string): boolean {
   const m = /^([^/]+)\/(\d{1,3})$/.exec(s);
@@ -36,6 +44,8 @@ const ProbeSchema = z.strictObject({
   interface: name,
   /** Source address per firewall; probes from it are policy-routed through that firewall. */
   sources: z.record(name, ipv4),
+  /** IPv6 source address per firewall, for checks with family ipv6 (same tables as IPv4: tableBase + i). */
+  sources6: z.record(name, ipv6).optional(),
   /** Routing table for firewall i (config order) is tableBase + i. */
   tableBase: table.default(200),
   /** Priority of the `from <source> lookup <table>` rules. */
@@ -56,6 +66,10 @@ const FirewallSchema = z.strictObject({
   name,
   ingressAddress: ipv4,
   egressAddress: ipv4,
+  /** IPv6 address on the LB side: the real server of IPv6 services, the next hop of IPv6 probes from ingress nodes. */
+  ingressAddress6: ipv6.optional(),
+  /** IPv6 address on the egress-router side: next hop of this firewall's IPv6 egress table. */
+  egressAddress6: ipv6.optional(),
   egressMac: mac,
   weight: z.number().int().min(1).max(65535).default(100),
   /** Connection mark the egress router gives flows that arrived from this firewall. */
@@ -73,6 +87,8 @@ const CheckSchema = z.strictObject({
   scope: z.enum(['path', 'leg']),
   /** Which nodes run it. */
   from: z.enum(['ingress', 'egress']).default('ingress'),
+  /** ipv6: probes go from the node's sources6 (leg checks to the firewall's ingressAddress6/egressAddress6). Default ipv4. */
+  family: z.enum(['ipv4', 'ipv6']).optional(),
   /** Host for icmp/tcp path checks. */
   target: hostname.optional(),
   port: z.number().int().min(1).max(65535).optional(),
@@ -108,6 +124,14 @@ const VipGroupSchema = z.strictObject({
 const ServiceSchema = z.strictObject({
   name,
   fwmark: mark,
+  /** ipv4: `ipvsadm -f N`; ipv6: `-f N -6` to the firewalls' ingressAddress6; dual: both, one mark. */
+  family: z.enum(['ipv4', 'ipv6', 'dual']).default('ipv4'),
+  /**
+   * Checks that judge only this service: when one fails on a firewall, the firewall leaves this service
+   * (weight 0, or removed) while its other services and its egress table stay. Checks named by no
+   * service judge the whole firewall.
+   */
+  checks: z.array(name).optional(),
   scheduler: z.enum(['sh', 'mh']).default('sh'),
   /** Table holding `local 0/0 dev lo` for marked packets (the seed's table 100). */
   localTable: table.default(100),
@@ -121,6 +145,8 @@ const EgressSchema = z.strictObject({
   serverInterface: name.default('server'),
   /** Destinations put in every per-firewall table (the routes back towards the clients). */
   routes: z.array(prefix).min(1).default(['default']),
+  /** IPv6 destinations of every per-firewall table (`ip -6`), used when the firewalls have egressAddress6. */
+  routes6: z.array(prefix).min(1).default(['default']),
   /** Priority of the `fwmark N iif <server> lookup <table>` rules; the probe-reply rules use one less. */
   rulePriority: z.number().int().min(2).max(32765).default(500),
   /** Delete conntrack entries carrying a dead firewall's mark when its table is re-pointed. */
@@ -152,6 +178,7 @@ const StoreSchema = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('etcd'),
     endpoints: z.array(z.string().regex(/^https?:\/\/[A-Za-z0-9.:[\]-]+$/, 'must be an http(s)://host:port endpoint')).min(1),
+    /** Key prefix; default /sandwich/<cluster>/. A "/" is appended (/sandwich/a and /sandwich/ab never overlap); no segment may be named like a key kind (leader, observations, desired, drain, maintenance, switchover, status). An etcd user limited to it is enough (deploy/etcd-tls). */
     prefix: z.string().regex(/^\/[A-Za-z0-9_./-]*$/, 'must be a key prefix starting with /').optional(),
     callTimeoutMs: ms(10, 60_000).default(1000),
     leaseTtlS: z.number().int().min(1).max(3600).default(2),
@@ -284,12 +311,49 @@ function crossCheck(c: z.infer<typeof ConfigObject>, ctx: z.RefinementCtx): void
       issue([...at, 'takeoverAfterMs'], `takeoverAfterMs − marginMs (${window} ms) must exceed etcd's election timeout (store.etcdElectionTimeoutMs, ${c.store.etcdElectionTimeoutMs} ms) plus one renewal interval (${renew} ms): a raft election would look like a dead leader`);
     }
   }
+  for (const key of ['ingressAddress6', 'egressAddress6'] as const) {
+    const have = c.firewalls.filter((f) => f[key] !== undefined);
+    dup(have, (f) => f[key]!, (i) => ['firewalls', c.firewalls.indexOf(have[i]!), key], 'firewall address');
+    // A per-firewall table or IPVS service needs every firewall's address, or none.
+    if (have.length > 0 && have.length < c.firewalls.length) {
+      c.firewalls.forEach((f, i) => {
+        if (f[key] === undefined) issue(['firewalls', i, key], `missing: firewall${have.length > 1 ? 's' : ''} ${have.map((x) => x.name).join(', ')} ${have.length > 1 ? 'have' : 'has'} ${key}, so every firewall needs one`);
+      });
+    }
+  }
+  if (c.store.kind === 'etcd') storePrefixIssues(c.store.prefix ?? `/sandwich/${c.cluster}/`).forEach((m) => issue(['store', 'prefix'], m));
+  c.egress.routes.forEach((r, i) => {
+    if (r !== 'default' && !isIPv4(r.split('/')[0] ?? '')) issue(['egress', 'routes', i], `"${r}" is not an IPv4 prefix (IPv6 destinations go in egress.routes6)`);
+  });
+  c.egress.routes6.forEach((r, i) => {
+    if (r !== 'default' && !isIPv6(r.split('/')[0] ?? '')) issue(['egress', 'routes6', i], `"${r}" is not an IPv6 prefix`);
+  });
 
   const fwNames = new Set(c.firewalls.map((f) => f.name));
   const checkNames = new Set(c.checks.map((k) => k.name));
   c.firewalls.forEach((f, i) => (f.checks ?? []).forEach((k, j) => {
     if (!checkNames.has(k)) issue(['firewalls', i, 'checks', j], `unknown check "${k}"`);
   }));
+
+  const serviceChecks = new Set<string>();
+  c.services.forEach((svc, i) => {
+    if (svc.family !== 'ipv4') {
+      c.firewalls.forEach((f, j) => {
+        if (f.ingressAddress6 === undefined) issue(['firewalls', j, 'ingressAddress6'], `service "${svc.name}" is ${svc.family}: firewall "${f.name}" needs ingressAddress6 (its IPv6 real-server address)`);
+      });
+    }
+    (svc.checks ?? []).forEach((k, j) => {
+      if (!checkNames.has(k)) issue(['services', i, 'checks', j], `unknown check "${k}"`);
+      serviceChecks.add(k);
+    });
+  });
+  if (serviceChecks.size > 0) {
+    c.firewalls.forEach((f, i) => {
+      if (!checksFor(c, f).some((k) => !serviceChecks.has(k.name))) {
+        issue(['firewalls', i, 'checks'], `every check of firewall "${f.name}" is named in services[].checks: keep at least one check that judges the whole firewall (its egress table follows only those)`);
+      }
+    });
+  }
 
   c.checks.forEach((k, i) => {
     const p = (f: string) => ['checks', i, f];
@@ -300,6 +364,17 @@ function crossCheck(c: z.infer<typeof ConfigObject>, ctx: z.RefinementCtx): void
     if (k.kind === 'tcp' && !k.port) issue(p('port'), 'tcp checks need a port');
     if (k.scope === 'path' && k.kind !== 'http' && !k.target) issue(p('target'), 'path checks need a target beyond the firewalls');
     if (k.scope === 'leg' && k.target) issue(p('target'), 'leg checks target the firewall itself; remove target');
+    const host = k.kind === 'http' && k.url ? urlHost(k.url) : k.target;
+    if (host !== undefined && k.scope === 'path') {
+      if (k.family === 'ipv6' && isIPv4(host)) issue(p(k.kind === 'http' ? 'url' : 'target'), `${host} is an IPv4 address but the check's family is ipv6`);
+      if (k.family !== 'ipv6' && isIPv6(host)) issue(p(k.kind === 'http' ? 'url' : 'target'), `${host} is an IPv6 address: set family: ipv6`);
+    }
+    if (k.family === 'ipv6' && k.scope === 'leg') {
+      const key = k.from === 'ingress' ? 'ingressAddress6' : 'egressAddress6';
+      c.firewalls.filter((f) => checksFor(c, f).includes(k)).forEach((f) => {
+        if (f[key] === undefined) issue(p('family'), `IPv6 ${k.from} leg check: firewall "${f.name}" has no ${key}`);
+      });
+    }
     if (c.timing.observationStaleMs < 2 * (k.intervalMs + k.timeoutMs))
       issue(['timing', 'observationStaleMs'], `observationStaleMs (${c.timing.observationStaleMs}) must be at least 2 × (intervalMs + timeoutMs) of check "${k.name}" (${2 * (k.intervalMs + k.timeoutMs)})`);
   });
@@ -323,6 +398,20 @@ function crossCheck(c: z.infer<typeof ConfigObject>, ctx: z.RefinementCtx): void
       if (!fwNames.has(k)) issue(['nodes', i, 'probe', 'sources', k], `unknown firewall "${k}"`);
     }
     dup(Object.entries(n.probe.sources), ([, a]) => a, () => ['nodes', i, 'probe', 'sources'], 'probe source address');
+    const needs6 = c.checks.some((k) => k.from === n.role && k.family === 'ipv6');
+    const s6 = n.probe.sources6 ?? {};
+    if (needs6) {
+      for (const f of c.firewalls) {
+        if (!(f.name in s6)) issue(['nodes', i, 'probe', 'sources6'], `missing IPv6 source address for firewall "${f.name}" (node "${n.name}" runs IPv6 ${n.role} checks)`);
+      }
+    }
+    for (const k of Object.keys(s6)) {
+      if (!fwNames.has(k)) issue(['nodes', i, 'probe', 'sources6', k], `unknown firewall "${k}"`);
+      const f = c.firewalls.find((x) => x.name === k);
+      const via = n.role === 'ingress' ? 'ingressAddress6' : 'egressAddress6';
+      if (f && f[via] === undefined) issue(['nodes', i, 'probe', 'sources6', k], `IPv6 probes through firewall "${k}" need its ${via} (their next hop)`);
+    }
+    dup(Object.entries(s6), ([, a]) => a, () => ['nodes', i, 'probe', 'sources6'], 'probe source address');
     c.firewalls.forEach((f, j) => {
       const t = n.probe!.tableBase + j;
       const other = usedTables.get(t);
@@ -346,6 +435,42 @@ function crossCheck(c: z.infer<typeof ConfigObject>, ctx: z.RefinementCtx): void
     }
   }
   if (c.services.length > 0 && !c.nodes.some((n) => n.role === 'ingress')) issue(['services'], 'services are set up on ingress nodes, and there is none');
+}
+
+function urlHost(url: string): string | undefined {
+  try {
+    const h = new URL(url).hostname;
+    return h.startsWith('[') ? h.slice(1, -1) : h;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The first segment of every key the etcd store writes under its prefix (controller/etcd-store.ts).
+ * A prefix containing one of them as a segment could nest inside another sandwich's range for that
+ * kind (/x/ and /x/drain/y/: the outer one would read the inner one's keys as its drains).
+ */
+export const STORE_KEY_KINDS = ['leader', 'observations', 'desired', 'drain', 'maintenance', 'switchover', 'status'] as const;
+
+/**
+ * Why a store prefix is refused, or []. The store appends "/", so prefixes that are string prefixes of each
+ * other (/sandwich/a, /sandwich/ab) never overlap. Prefixes that nest as paths (/sandwich/, /sandwich/a/)
+ * do overlap: each sandwich sharing an etcd needs a prefix that is no path prefix of another's (the default
+ * /sandwich/<cluster>/ with distinct cluster names); a config alone cannot see the others, so it refuses
+ * only what makes nesting harmful: a segment named like one of the store's key kinds.
+ */
+export function storePrefixIssues(prefix: string): string[] {
+  const body = prefix.replace(/^\//, '').replace(/\/$/, '');
+  if (body === '') return [`"${prefix}" is the whole keyspace: use a prefix such as /sandwich/<cluster>/`];
+  const out: string[] = [];
+  for (const seg of body.split('/')) {
+    if (seg === '' || seg === '.' || seg === '..') out.push(`"${prefix}" has an empty, "." or ".." segment`);
+    else if ((STORE_KEY_KINDS as readonly string[]).includes(seg)) {
+      out.push(`"${prefix}" has a segment "${seg}", a key kind the store writes under every prefix (${STORE_KEY_KINDS.join(', ')}): a sandwich nested there would read another's keys${prefix.startsWith('/sandwich/') ? '; rename the cluster or set store.prefix' : ''}`);
+    }
+  }
+  return [...new Set(out)];
 }
 
 export interface ConfigIssue {

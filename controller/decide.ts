@@ -56,6 +56,14 @@
  *    decision can still differ from the previous one in healthySince and the reason of a
  *    recovering firewall (hold-down bookkeeping): store it when it differs (desiredEqual).
  *
+ * 10. Services with checks of their own (services[].checks). A check some service names judges only
+ *    the services that name it; the firewall entries above (and so the egress tables and every other
+ *    service) use the remaining checks. For each such service, rules 3–9 run again on the firewall
+ *    checks plus the service's own, against its own previous entries (desired.services[name]): own
+ *    hold-down, own fail-open (never the last firewall of a service), drains as above; each sentence
+ *    starts with "<service>: ". Its changes count like a firewall's. A service that lost its own
+ *    checks since the previous decision is a change too.
+ *
  * Times in sentences are UTC HH:MM:SS.mmm.
  */
 import { checksFor, type CheckConfig, type Config, type FirewallConfig } from './config';
@@ -110,20 +118,74 @@ export function decide(snapshot: Snapshot): Decision {
   const { config, now, previous } = snapshot;
   const votes = collectVotes(snapshot);
   const ignored = brokenObservers(config, votes);
-  const assessments = config.firewalls.map((fw) => assess(snapshot, fw, votes, ignored));
+  const own = serviceCheckNames(config);
 
+  // The firewall scope: checks no service names; it sets the egress tables and every service without own checks.
+  const fwScope = decideScope(snapshot, votes, ignored, (k) => !own.has(k.name), previous?.firewalls, '');
+  let changed = previous === null || fwScope.changed;
+  const reasons = [...fwScope.reasons];
+  const firewalls: Record<string, DesiredFirewall> = {};
+  for (const [name, e] of Object.entries(fwScope.entries)) firewalls[name] = e;
+  for (const name of Object.keys(previous?.firewalls ?? {}).sort()) {
+    if (!(name in firewalls)) {
+      changed = true;
+      reasons.push(`${name} removed: no longer in the configuration`);
+    }
+  }
+
+  // A service with checks of its own: the same policy over the firewall checks plus its own, reasons prefixed by its name.
+  const services: Record<string, Record<string, DesiredFirewall>> = {};
+  for (const svc of config.services) {
+    if (!svc.checks?.length) continue;
+    const mine = new Set(svc.checks);
+    const scope = decideScope(snapshot, votes, ignored, (k) => !own.has(k.name) || mine.has(k.name), previous?.services?.[svc.name], `${svc.name}: `);
+    services[svc.name] = scope.entries;
+    if (scope.changed) changed = true;
+    reasons.push(...scope.reasons);
+  }
+  for (const name of Object.keys(previous?.services ?? {}).sort()) {
+    if (!(name in services)) {
+      changed = true;
+      reasons.push(`service ${name}: no longer judged by checks of its own; it follows the firewalls' state`);
+    }
+  }
+
+  const withServices = Object.keys(services).length > 0 ? { services } : {};
+  const desired: Desired = changed || previous === null
+    ? { revision: (previous?.revision ?? 0) + 1, decidedBy: snapshot.leader, decidedAt: now, firewalls, ...withServices }
+    : { revision: previous.revision, decidedBy: previous.decidedBy, decidedAt: previous.decidedAt, firewalls, ...withServices };
+  return { desired, reasons: changed ? reasons : [], changed };
+}
+
+/** Names of the checks some service names in services[].checks: they judge only those services. */
+export function serviceCheckNames(config: Config): Set<string> {
+  return new Set(config.services.flatMap((s) => s.checks ?? []));
+}
+
+interface ScopeResult {
+  readonly entries: Record<string, DesiredFirewall>;
+  readonly reasons: string[];
+  /** An entry is new or changed (state, weight, egressVia or failOpen). */
+  readonly changed: boolean;
+}
+
+/** Rules 3–9 for every firewall, judged on the checks `inScope` admits; `label` prefixes each sentence. */
+function decideScope(snapshot: Snapshot, votes: Votes, ignored: Map<string, Set<string>>, inScope: (k: CheckConfig) => boolean,
+  previous: Readonly<Record<string, DesiredFirewall>> | undefined, label: string): ScopeResult {
+  const { config, now } = snapshot;
+  const assessments = config.firewalls.map((fw) => assess(snapshot, fw, votes, ignored, inScope, previous));
   const verdicts = new Map<string, Verdict>();
   for (const a of assessments) verdicts.set(a.fw.name, { state: baseState(a), failOpen: false, failOpenSentence: null });
   if (config.policy.allDown === 'fail-open') applyFailOpen(assessments, verdicts, previous);
 
   const order = config.firewalls.map((f) => f.name);
-  const firewalls: Record<string, DesiredFirewall> = {};
+  const entries: Record<string, DesiredFirewall> = {};
   const reasons: string[] = [];
-  let changed = previous === null;
+  let changed = false;
   for (const a of assessments) {
     const name = a.fw.name;
     const v = verdicts.get(name)!;
-    const prev = previous?.firewalls[name];
+    const prev = previous?.[name];
     const weight = v.state === 'up' ? a.fw.weight : 0;
     const egressVia = v.state === 'down' ? egressTarget(name, order, verdicts) : name;
     const healthySince = v.state === 'down' && a.health.kind === 'recovering' ? a.health.healthySince : null;
@@ -132,36 +194,32 @@ export function decide(snapshot: Snapshot): Decision {
     // An "assumed up" sentence is replaced once evidence arrives, so status never shows a stale assumption.
     const assumptionConfirmed = prev !== undefined && prev.reason.endsWith(ASSUMED) && a.evidence !== 'none';
     const reason = prev === undefined || stateChanged || failOpenChanged || prev.healthySince !== healthySince || assumptionConfirmed
-      ? sentence(a, v, snapshot)
+      ? label + sentence(a, v, snapshot)
       : prev.reason;
-    firewalls[name] = { state: v.state, weight, egressVia, reason, since: stateChanged ? now : prev.since, healthySince, failOpen: v.failOpen };
+    entries[name] = { state: v.state, weight, egressVia, reason, since: stateChanged ? now : prev.since, healthySince, failOpen: v.failOpen };
     if (prev === undefined || stateChanged || failOpenChanged) {
       changed = true;
       reasons.push(reason);
     } else if (prev.egressVia !== egressVia) {
       changed = true;
-      reasons.push(`${name} egress now via ${egressVia} (was ${prev.egressVia})`);
+      reasons.push(`${label}${name} egress now via ${egressVia} (was ${prev.egressVia})`);
     } else if (prev.weight !== weight) {
       changed = true;
-      reasons.push(`${name} weight now ${weight} (was ${prev.weight})`);
+      reasons.push(`${label}${name} weight now ${weight} (was ${prev.weight})`);
     }
   }
-  for (const name of Object.keys(previous?.firewalls ?? {}).sort()) {
-    if (!(name in firewalls)) {
-      changed = true;
-      reasons.push(`${name} removed: no longer in the configuration`);
-    }
-  }
-
-  const desired: Desired = changed || previous === null
-    ? { revision: (previous?.revision ?? 0) + 1, decidedBy: snapshot.leader, decidedAt: now, firewalls }
-    : { revision: previous.revision, decidedBy: previous.decidedBy, decidedAt: previous.decidedAt, firewalls };
-  return { desired, reasons: changed ? reasons : [], changed };
+  return { entries, reasons, changed };
 }
 
-/** One line per firewall, for `sandwich status`. */
+/** One line per firewall, then per service judged by checks of its own, for `sandwich status`. */
 export function describeDesired(desired: Desired): string[] {
-  return Object.entries(desired.firewalls).map(([name, f]) => {
+  const svcLines = Object.entries(desired.services ?? {}).flatMap(([svc, fws]) => Object.entries(fws).map(([name, f]) =>
+    `service ${svc}: ${name} ${f.state} weight ${f.weight} since ${formatTime(f.since)} — ${f.reason}`));
+  return [...describeFirewalls(desired.firewalls), ...svcLines];
+}
+
+function describeFirewalls(firewalls: Desired['firewalls']): string[] {
+  return Object.entries(firewalls).map(([name, f]) => {
     const extra = [
       f.state === 'down' && f.egressVia !== name ? `egress via ${f.egressVia}` : null,
       f.healthySince !== null ? `healthy since ${formatTime(f.healthySince)}` : null,
@@ -175,11 +233,19 @@ export function describeDesired(desired: Desired): string[] {
 export function desiredEqual(a: Desired | null, b: Desired | null): boolean {
   if (a === null || b === null) return a === b;
   if (a.revision !== b.revision || a.decidedBy !== b.decidedBy || a.decidedAt !== b.decidedAt) return false;
-  const ka = Object.keys(a.firewalls);
-  if (ka.length !== Object.keys(b.firewalls).length) return false;
+  if (!entriesEqual(a.firewalls, b.firewalls)) return false;
+  const sa = a.services ?? {};
+  const sb = b.services ?? {};
+  const names = Object.keys(sa);
+  return names.length === Object.keys(sb).length && names.every((n) => sb[n] !== undefined && entriesEqual(sa[n]!, sb[n]!));
+}
+
+function entriesEqual(a: Readonly<Record<string, DesiredFirewall>>, b: Readonly<Record<string, DesiredFirewall>>): boolean {
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
   return ka.every((k) => {
-    const x = a.firewalls[k];
-    const y = b.firewalls[k];
+    const x = a[k];
+    const y = b[k];
     return x !== undefined && y !== undefined && x.state === y.state && x.weight === y.weight && x.egressVia === y.egressVia
       && x.reason === y.reason && x.since === y.since && x.healthySince === y.healthySince && (x.failOpen ?? false) === (y.failOpen ?? false);
   });
@@ -260,11 +326,12 @@ function brokenObservers(config: Config, votes: Votes): Map<string, Set<string>>
   return out;
 }
 
-function assess(s: Snapshot, fw: FirewallConfig, votes: Votes, ignoredByCheck: Map<string, Set<string>>): Assessment {
+function assess(s: Snapshot, fw: FirewallConfig, votes: Votes, ignoredByCheck: Map<string, Set<string>>, inScope: (k: CheckConfig) => boolean,
+  previous: Readonly<Record<string, DesiredFirewall>> | undefined): Assessment {
   const { config, now } = s;
   const nodeIndex = new Map(config.nodes.map((n, i) => [n.name, i]));
   const byNodeOrder = (a: Vote, b: Vote) => (nodeIndex.get(a.node) ?? 0) - (nodeIndex.get(b.node) ?? 0);
-  const applicable = checksFor(config, fw);
+  const applicable = checksFor(config, fw).filter(inScope);
   const ignored: string[] = [];
   const checks = applicable.map((check): CheckVerdict => {
     const skip = ignoredByCheck.get(check.name) ?? new Set<string>();
@@ -275,7 +342,7 @@ function assess(s: Snapshot, fw: FirewallConfig, votes: Votes, ignoredByCheck: M
   });
   const evidence: Evidence = checks.some((c) => c.result === 'failing') ? 'failing'
     : checks.some((c) => c.result === 'ok') ? 'healthy' : 'none';
-  const prev = s.previous?.firewalls[fw.name];
+  const prev = previous?.[fw.name];
   const drainedBy = drainSentences(fw.name, s.drains, s.maintenance, now);
   return { fw, checks, ignored, evidence, health: health(evidence, prev, now, config.timing.holdDownMs), drainedBy };
 }
@@ -323,7 +390,7 @@ function baseState(a: Assessment): FirewallState {
   return a.drainedBy.length > 0 ? 'draining' : 'up';
 }
 
-function applyFailOpen(assessments: readonly Assessment[], verdicts: Map<string, Verdict>, previous: Desired | null): void {
+function applyFailOpen(assessments: readonly Assessment[], verdicts: Map<string, Verdict>, previous: Readonly<Record<string, DesiredFirewall>> | undefined): void {
   if ([...verdicts.values()].some((v) => v.state === 'up')) return;
   const tail = 'and policy allDown is fail-open';
   const recovering = assessments.filter((a) => a.health.kind === 'recovering' && a.drainedBy.length === 0);
@@ -342,11 +409,11 @@ function applyFailOpen(assessments: readonly Assessment[], verdicts: Map<string,
     return;
   }
   // Every firewall is failing from here on.
-  const wasUp = assessments.filter((a) => previous?.firewalls[a.fw.name]?.state === 'up');
+  const wasUp = assessments.filter((a) => previous?.[a.fw.name]?.state === 'up');
   const notDrained = assessments.filter((a) => a.drainedBy.length === 0);
   const keep = wasUp.length > 0 ? wasUp : notDrained.length > 0 ? notDrained : assessments;
   for (const a of keep) {
-    const verb = previous?.firewalls[a.fw.name]?.state === 'up' ? 'kept in service' : 'returned to service';
+    const verb = previous?.[a.fw.name]?.state === 'up' ? 'kept in service' : 'returned to service';
     verdicts.set(a.fw.name, { state: 'up', failOpen: true, failOpenSentence: `${a.fw.name} ${verb} although failing: every firewall is failing ${tail}` });
   }
 }

@@ -36,6 +36,7 @@ export const DesiredValue = z.strictObject({
   decidedBy: str,
   decidedAt: time,
   firewalls: z.record(z.string(), DesiredFirewallValue),
+  services: z.record(z.string(), z.record(z.string(), DesiredFirewallValue)).optional(),
 });
 
 export const DrainValue = z.strictObject({ firewall: str, by: z.string(), reason: z.string(), since: time });

@@ -47,6 +47,12 @@ export interface Desired {
   readonly decidedBy: string;
   readonly decidedAt: number;
   readonly firewalls: Readonly<Record<string, DesiredFirewall>>;
+  /**
+   * Services judged by checks of their own (services[].checks): service → firewall → entry, decided like
+   * `firewalls` on the firewall checks plus the service's. Their egressVia is unused (always the firewall).
+   * Absent when no service has checks of its own.
+   */
+  readonly services?: Readonly<Record<string, Readonly<Record<string, DesiredFirewall>>>>;
 }
 
 export interface Drain {
@@ -79,6 +85,6 @@ export interface Decision {
   readonly desired: Desired;
   /** One sentence per change, printed verbatim by events and status. Empty when nothing changed. */
   readonly reasons: readonly string[];
-  /** True when `desired.firewalls` differs from the previous one. */
+  /** True when `desired.firewalls` or `desired.services` differs from the previous one. */
   readonly changed: boolean;
 }

@@ -1,5 +1,5 @@
 // One node's act step: desired state → kernel wants → drivers, in takeover order; plus release and plan.
-import type { Config, FirewallConfig, NodeConfig, Role } from '../controller/config';
+import type { Config, FirewallConfig, NodeConfig, Role, ServiceConfig } from '../controller/config';
 import { nodeByName, probeTable } from '../controller/config';
 import type { Desired } from '../controller/types';
 import type { AddressWant, AddressesWant } from './addresses';
@@ -46,6 +46,8 @@ export interface NodeWants {
   readonly ipvs: IpvsWant | null;
   readonly addresses: AddressesWant;
   readonly routes: RoutesWant;
+  /** IPv6 rules and routes (`ip -6`); null on a node without IPv6 services, probes, egress tables or VIPs. */
+  readonly routes6: RoutesWant | null;
   /** Egress nodes: firewall table → the firewall whose next hop it uses. */
   readonly egressVia: ReadonlyMap<string, string>;
 }
@@ -56,7 +58,7 @@ export interface AppliedState {
   /** Revision of the desired state this pass worked from; null without one (configured weights). */
   readonly revision: number | null;
   /** Null when the IPVS driver failed this pass (or the node is not an ingress node: []). */
-  readonly ipvs: { service: string; fwmark: number; scheduler: string; flags: string[]; realServers: { firewall: string; address: string; weight: number }[] }[] | null;
+  readonly ipvs: { service: string; fwmark: number; ipv6: boolean; scheduler: string; flags: string[]; realServers: { firewall: string; address: string; weight: number }[] }[] | null;
   /** Null when the routes driver failed this pass. */
   readonly egressTables: { firewall: string; table: number; via: string; nextHop: string }[] | null;
   readonly vips: { group: string; held: boolean; addresses: string[] }[];
@@ -84,9 +86,11 @@ export function isReadCommand(file: string, args: readonly string[]): boolean {
       return args.length === 1 && args[0] === '/proc/net/ip_vs';
     case 'sysctl':
       return args[0] === '-n';
-    case 'ip':
-      // `ip -j …` only shows (including `ip -j -batch -` of show commands); changes never use -j.
-      return args[0] === '-j';
+    case 'ip': {
+      // `ip [-6] -j …` only shows (including `ip -j -batch -` of show commands); changes never use -j.
+      const rest = args[0] === '-6' ? args.slice(1) : args;
+      return rest[0] === '-j';
+    }
     case 'conntrack':
       return args[0] === '-L';
     default:
@@ -104,27 +108,46 @@ function fallbackFlag(scheduler: string): string {
   return `${scheduler}-fallback`;
 }
 
+/** The desired entry that sets a firewall's weight in a service: its own when it has checks of its own. */
+function serviceEntry(desired: Desired | null, svc: ServiceConfig, fw: FirewallConfig) {
+  return desired?.services?.[svc.name]?.[fw.name] ?? desired?.firewalls[fw.name];
+}
+
 /** The pure mapping from config + desired state to what this node's kernel should hold (VIP groups aside). */
 export function nodeWants(config: Config, node: NodeConfig, desired: Desired | null): NodeWants {
   const sysctls: Record<string, string> = { 'net.ipv4.ip_forward': '1' };
   const present: AddressWant[] = [];
   const rules: RuleWant[] = [];
   const tables: Record<number, RouteWant[]> = {};
+  const rules6: RuleWant[] = [];
+  const tables6: Record<number, RouteWant[]> = {};
   const managedPriorities: number[] = [];
   const egressVia = new Map<string, string>();
   let ipvs: IpvsWant | null = null;
+  let uses6 = false;
+  let forwards6 = false;
 
   // Probe routing (both roles): source address per firewall, policy-routed through that firewall.
   if (node.probe) {
     const dev = linuxIf(node, node.probe.interface);
     managedPriorities.push(node.probe.rulePriority);
     config.firewalls.forEach((fw, i) => {
-      const src = node.probe!.sources[fw.name];
-      if (!src) return;
       const t = probeTable(node, i);
-      present.push({ dev, address: `${src}/32` });
-      rules.push({ priority: node.probe!.rulePriority, from: src, table: t });
-      tables[t] = [{ dst: 'default', via: node.role === 'ingress' ? fw.ingressAddress : fw.egressAddress, dev }];
+      const src = node.probe!.sources[fw.name];
+      if (src) {
+        present.push({ dev, address: `${src}/32` });
+        rules.push({ priority: node.probe!.rulePriority, from: src, table: t });
+        tables[t] = [{ dst: 'default', via: node.role === 'ingress' ? fw.ingressAddress : fw.egressAddress, dev }];
+      }
+      const src6 = node.probe!.sources6?.[fw.name];
+      const via6 = node.role === 'ingress' ? fw.ingressAddress6 : fw.egressAddress6;
+      if (src6 && via6) {
+        uses6 = true;
+        // nodad: usable at once (duplicate address detection would keep it tentative for a second or more).
+        present.push({ dev, address: `${src6}/128`, nodad: true });
+        rules6.push({ priority: node.probe!.rulePriority, from: src6, table: t });
+        tables6[t] = [{ dst: 'default', via: via6, dev }];
+      }
     });
   }
 
@@ -134,27 +157,39 @@ export function nodeWants(config: Config, node: NodeConfig, desired: Desired | n
     sysctls['net.ipv4.vs.expire_quiescent_template'] = s.expireQuiescentTemplate ? '1' : '0';
     sysctls['net.ipv4.vs.sloppy_tcp'] = s.sloppyTcp ? '1' : '0';
     const remove = config.policy.downAction === 'remove';
-    const realServers = config.firewalls.flatMap((fw) => {
-      const d = desired?.firewalls[fw.name];
+    const realServers = (svc: ServiceConfig, v6: boolean) => config.firewalls.flatMap((fw) => {
+      const d = serviceEntry(desired, svc, fw);
       if (d && d.state === 'down' && remove) return [];
-      return [{ name: fw.name, address: fw.ingressAddress, weight: d ? d.weight : fw.weight }];
+      const address = v6 ? fw.ingressAddress6 : fw.ingressAddress;
+      if (!address) throw new DriverInputError('actuator', `service "${svc.name}" is ${svc.family}: firewall "${fw.name}" has no ingressAddress6`);
+      return [{ name: fw.name, address, weight: d ? d.weight : fw.weight }];
     });
-    const services: IpvsServiceWant[] = config.services.map((svc) => ({
+    const services: IpvsServiceWant[] = config.services.flatMap((svc) => familiesOf(svc).map((fam) => ({
       fwmark: svc.fwmark,
+      ...(fam === 6 ? { ipv6: true } : {}),
       scheduler: svc.scheduler,
       // Weight 0 (drain in either mode, down in quiesce mode) drops the clients hashed to it unless the fallback flag is set.
       flags: [fallbackFlag(svc.scheduler)],
-      realServers,
-    }));
+      realServers: realServers(svc, fam === 6),
+    })));
     ipvs = { services, downAction: config.policy.downAction };
     for (const svc of config.services) {
       managedPriorities.push(svc.rulePriority);
-      rules.push({ priority: svc.rulePriority, fwmark: svc.fwmark, table: svc.localTable });
-      tables[svc.localTable] = [{ dst: 'default', type: 'local', dev: 'lo' }];
+      if (familiesOf(svc).includes(4)) {
+        rules.push({ priority: svc.rulePriority, fwmark: svc.fwmark, table: svc.localTable });
+        tables[svc.localTable] = [{ dst: 'default', type: 'local', dev: 'lo' }];
+      }
+      if (familiesOf(svc).includes(6)) {
+        uses6 = forwards6 = true;
+        rules6.push({ priority: svc.rulePriority, fwmark: svc.fwmark, table: svc.localTable });
+        tables6[svc.localTable] = [{ dst: 'default', type: 'local', dev: 'lo' }];
+      }
     }
   } else {
     const fwIf = linuxIf(node, config.egress.firewallInterface);
     const serverIf = linuxIf(node, config.egress.serverInterface);
+    const egress6 = config.firewalls.every((fw) => fw.egressAddress6 !== undefined);
+    if (egress6) uses6 = forwards6 = true;
     managedPriorities.push(config.egress.rulePriority, config.egress.rulePriority - 1);
     config.firewalls.forEach((fw, i) => {
       const via = viaFirewall(config, fw, desired);
@@ -169,10 +204,25 @@ export function nodeWants(config: Config, node: NodeConfig, desired: Desired | n
         const src = n.role === 'ingress' ? n.probe?.sources[fw.name] : undefined;
         if (src) rules.push({ priority: config.egress.rulePriority - 1, to: src, iif: serverIf, table: pinned });
       }
+      if (egress6) {
+        tables6[fw.table] = config.egress.routes6.map((dst) => ({ dst, via: via.egressAddress6!, dev: fwIf }));
+        rules6.push({ priority: config.egress.rulePriority, fwmark: fw.mark, iif: serverIf, table: fw.table });
+        tables6[pinned] = [{ dst: 'default', via: fw.egressAddress6!, dev: fwIf }];
+        for (const n of config.nodes) {
+          const src6 = n.role === 'ingress' ? n.probe?.sources6?.[fw.name] : undefined;
+          if (src6) rules6.push({ priority: config.egress.rulePriority - 1, to: src6, iif: serverIf, table: pinned });
+        }
+      }
     });
   }
+  if (forwards6) sysctls['net.ipv6.conf.all.forwarding'] = '1';
   const routes: RoutesWant = { rules, tables, managedPriorities };
-  return { sysctls, ipvs, addresses: { present, absent: [] }, routes, egressVia };
+  const routes6: RoutesWant | null = uses6 ? { rules: rules6, tables: tables6, managedPriorities } : null;
+  return { sysctls, ipvs, addresses: { present, absent: [] }, routes, routes6, egressVia };
+}
+
+function familiesOf(svc: ServiceConfig): (4 | 6)[] {
+  return svc.family === 'dual' ? [4, 6] : svc.family === 'ipv6' ? [6] : [4];
 }
 
 function viaFirewall(config: Config, fw: FirewallConfig, desired: Desired | null): FirewallConfig {
@@ -194,6 +244,7 @@ export class Actuator {
   private readonly ipvs: IpvsDriver;
   private readonly addresses: AddressesDriver;
   private readonly routes: RoutesDriver;
+  private readonly routes6: RoutesDriver;
   private readonly conntrack: ConntrackDriver;
   private readonly vips: VipGroup[];
   private readonly log: DriverLog;
@@ -211,6 +262,7 @@ export class Actuator {
     this.ipvs = new IpvsDriver(runner, { ...d, fixOrder: opts.fixOrder ?? false });
     this.addresses = new AddressesDriver(runner, d);
     this.routes = new RoutesDriver(runner, d);
+    this.routes6 = new RoutesDriver(runner, { ...d, family: 6 });
     this.conntrack = new ConntrackDriver(runner);
     this.vips = vipGroupsFor(config, this.node).map((g) => new VipGroup(runner, g, { ...d, timers: opts.timers, canAnnounce: opts.canAnnounce }));
     const fast = config.store.kind === 'etcd' && config.store.leadership.mode === 'fast' ? config.store.leadership : null;
@@ -360,11 +412,14 @@ export class Actuator {
     await this.step('sysctl', results, errors, () => this.sysctl.reconcile(wants.sysctls), wants.sysctls);
     const ipvs = wants.ipvs ? await this.step('ipvs', results, errors, () => this.ipvs.reconcile(wants.ipvs!), wants.ipvs) : null;
     const routes = await this.step<RoutesResult>('routes', results, errors, () => this.routes.reconcile(wants.routes), wants.routes);
-    if (routes && this.node.role === 'egress' && this.config.egress.flushConntrack) {
+    const routes6 = wants.routes6 ? await this.step<RoutesResult>('routes6', results, errors, () => this.routes6.reconcile(wants.routes6!), wants.routes6) : null;
+    if (this.node.role === 'egress' && this.config.egress.flushConntrack) {
       // A table that just moved away from its own firewall: that firewall's marked flows must be re-marked.
-      for (const fw of this.config.firewalls) {
-        if (routes.changedTables.includes(fw.table) && wants.egressVia.get(fw.name) !== fw.name) {
-          await this.step('conntrack', results, errors, () => this.conntrack.flushMark(fw.mark));
+      for (const [r, family] of [[routes, 'ipv4'], [routes6, 'ipv6']] as const) {
+        for (const fw of this.config.firewalls) {
+          if (r && r.changedTables.includes(fw.table) && wants.egressVia.get(fw.name) !== fw.name) {
+            await this.step('conntrack', results, errors, () => this.conntrack.flushMark(fw.mark, family));
+          }
         }
       }
     }
@@ -374,13 +429,13 @@ export class Actuator {
     return {
       results,
       errors,
-      applied: this.summary(desired, wants.ipvs && ipvs ? wants.ipvs : null, routes ? wants : null),
+      applied: this.summary(desired, wants.ipvs && ipvs ? wants.ipvs : null, routes && (routes6 || !wants.routes6) ? wants : null),
       durationMs: elapsed(),
     };
   }
 
   private summary(desired: Desired | null, ipvs: IpvsWant | null, wants: NodeWants | null): AppliedState {
-    const byAddress = new Map(this.config.firewalls.map((f) => [f.ingressAddress, f.name]));
+    const byAddress = new Map(this.config.firewalls.flatMap((f) => [[f.ingressAddress, f.name], ...(f.ingressAddress6 ? [[f.ingressAddress6, f.name]] : [])] as [string, string][]));
     const isIngress = this.node.role === 'ingress';
     return {
       node: this.node.name,
@@ -392,6 +447,7 @@ export class Actuator {
           ? ipvs.services.map((s) => ({
               service: this.config.services.find((c) => c.fwmark === s.fwmark)?.name ?? String(s.fwmark),
               fwmark: s.fwmark,
+              ipv6: s.ipv6 ?? false,
               scheduler: s.scheduler,
               flags: [...s.flags],
               realServers: s.realServers.map((r) => ({ firewall: byAddress.get(r.address) ?? r.address, address: r.address, weight: r.weight })),

@@ -21,6 +21,8 @@ export interface AddressWant {
   readonly dev: string;
   /** With prefix length, e.g. "192.0.2.254/24". */
   readonly address: string;
+  /** IPv6: add with `nodad` (usable at once, never tentative; the kernel sends no neighbour advertisement for it). */
+  readonly nodad?: boolean;
 }
 
 export interface AddressesWant {
@@ -73,7 +75,8 @@ export async function readAddresses(runner: CommandRunner, dev: string): Promise
 
 function split(cidr: string): { ip: string; len: number } {
   const [ip = '', len = ''] = cidr.split('/');
-  return { ip, len: Number(len) };
+  // iproute2 prints IPv6 compressed and lower-case.
+  return { ip: isIPv6(ip) ? new URL(`http://[${ip}]/`).hostname.slice(1, -1) : ip, len: Number(len) };
 }
 
 function validate(want: AddressesWant): void {
@@ -94,7 +97,7 @@ function plan(state: Map<string, KernelAddress[]>, want: AddressesWant): { diffe
     const cur = (state.get(w.dev) ?? []).filter((k) => k.local === ip);
     if (cur.some((k) => k.prefixlen === len)) continue;
     differences.push(`${w.dev}: ${w.address} ${cur.length ? `present as /${cur.map((k) => k.prefixlen).join(', /')}` : 'missing'}`);
-    adds.push(['addr', 'add', w.address, 'dev', w.dev]);
+    adds.push(['addr', 'add', w.address, 'dev', w.dev, ...(w.nodad && isIPv6(ip) ? ['nodad'] : [])]);
     // Same address with another prefix: remove it after the right one is in place.
     for (const k of cur) dels.push(['addr', 'del', `${k.local}/${k.prefixlen}`, 'dev', w.dev]);
   }

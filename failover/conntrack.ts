@@ -13,11 +13,11 @@ export interface FlushResult extends ReconcileResult {
 export class ConntrackDriver {
   constructor(private readonly runner: CommandRunner) {}
 
-  /** Deletes every entry with this mark. Zero matching entries is not an error (conntrack exits 1 then). */
-  async flushMark(mark: number): Promise<FlushResult> {
+  /** Deletes every entry with this mark (conntrack's default family is IPv4). Zero matching entries is not an error (conntrack exits 1 then). */
+  async flushMark(mark: number, family: 'ipv4' | 'ipv6' = 'ipv4'): Promise<FlushResult> {
     const elapsed = timer();
     if (!Number.isInteger(mark) || mark < 0 || mark > 0xffffffff) throw new DriverInputError(DRIVER, `mark ${mark} is not 0..4294967295`);
-    const args = ['-D', '-m', String(mark)];
+    const args = ['-D', ...(family === 'ipv6' ? ['-f', 'ipv6'] : []), '-m', String(mark)];
     const cmd = formatCommand('conntrack', args);
     let stderr: string;
     try {
@@ -32,6 +32,6 @@ export class ConntrackDriver {
     // A runner that shows no stderr (plan, fakes) leaves the count unknown: report -1 rather than guess.
     if (!m && stderr.trim() !== '') throw new KernelParseError(DRIVER, cmd, stderr.trim().split('\n').pop() ?? '', 'no "N flow entries have been deleted" line');
     const deleted = m ? Number(m[1]) : -1;
-    return { driver: DRIVER, differences: deleted > 0 ? [`${deleted} conntrack entr${deleted === 1 ? 'y' : 'ies'} with mark ${mark}`] : [], commands: [cmd], deleted, durationMs: elapsed() };
+    return { driver: DRIVER, differences: deleted > 0 ? [`${deleted} ${family === 'ipv6' ? 'IPv6 ' : ''}conntrack entr${deleted === 1 ? 'y' : 'ies'} with mark ${mark}`] : [], commands: [cmd], deleted, durationMs: elapsed() };
   }
 }

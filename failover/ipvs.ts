@@ -5,7 +5,7 @@
 // list (list_add_rcu; /proc shows newest first), and sh/mh walk that list. We speak of *insertion order*
 // (the reverse of /proc): the want's order is the order real servers are added in, so both LBs, built
 // from the same config, get identical lists. A removed and re-added server goes to the end of it.
-import { isIPv4 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 import { CommandFailedError, formatCommand, type CommandRunner } from './runner';
 import {
   DriverInputError,
@@ -27,7 +27,7 @@ const PROC_FILE = '/proc/net/ip_vs';
 export type IpvsScheduler = 'sh' | 'mh';
 
 export interface IpvsRealServerWant {
-  /** IPv4 address of the real server (port 0 for fwmark services). */
+  /** Address of the real server (port 0 for fwmark services): IPv4, or IPv6 for an ipv6 service. */
   readonly address: string;
   readonly weight: number;
   /** Label for messages, e.g. the firewall name. */
@@ -36,6 +36,8 @@ export interface IpvsRealServerWant {
 
 export interface IpvsServiceWant {
   readonly fwmark: number;
+  /** An IPv6 fwmark service (`-f N -6`): the kernel keeps it apart from the IPv4 one with the same mark. */
+  readonly ipv6?: boolean;
   readonly scheduler: IpvsScheduler;
   /** Scheduler flags, e.g. ['sh-fallback']. Compared as a set. */
   readonly flags: readonly string[];
@@ -129,7 +131,7 @@ export function parseIpvsSave(text: string, command = formatCommand('ipvsadm', S
       if (!/^-?\d+$/.test(addr)) fail(`fwmark "${addr}" is not a number`);
       fwmark = Number(addr) >>> 0;
     }
-    const key = protocol === 'fwmark' ? `-f ${fwmark}${ipv6 ? ' -6' : ''}` : `-${protocol[0]} ${addr}`;
+    const key = protocol === 'fwmark' ? fwmarkKey(fwmark!, ipv6) : `-${protocol[0]} ${addr}`;
     if (op === '-A') {
       if (!scheduler) fail('service without scheduler (-s)');
       if (byKey.has(key)) fail(`service ${key} listed twice`);
@@ -146,9 +148,14 @@ export function parseIpvsSave(text: string, command = formatCommand('ipvsadm', S
   return services;
 }
 
-/** From /proc/net/ip_vs: fwmark → IPv4 real-server addresses in the kernel's list order (newest first). */
-export function parseIpvsProc(text: string, command = formatCommand('cat', [PROC_FILE])): Map<number, string[]> {
-  const out = new Map<number, string[]>();
+/**
+ * From /proc/net/ip_vs: fwmark service key ("-f 1", "-f 1 -6") → real-server addresses in the kernel's list
+ * order (newest first). /proc does not say a fwmark service's family: its real servers' address format does,
+ * so a fwmark service without real servers is left out.
+ */
+export function parseIpvsProc(text: string, command = formatCommand('cat', [PROC_FILE])): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  let mark: number | null = null;
   let current: string[] | null = null;
   text.split('\n').forEach((raw, i) => {
     const fail = (reason: string): never => {
@@ -157,28 +164,38 @@ export function parseIpvsProc(text: string, command = formatCommand('cat', [PROC
     if (i < 3 || raw.trim() === '') return; // version, two header lines
     const svc = /^(TCP|UDP|SCTP|FWM)\s+(\S+)\s+\S+/.exec(raw);
     if (svc) {
+      mark = null;
       current = null;
       if (svc[1] !== 'FWM') return;
       if (!/^[0-9A-Fa-f]{8}$/.test(svc[2]!)) fail('fwmark is not 8 hex digits');
-      const mark = parseInt(svc[2]!, 16);
-      // An IPv6 service with the same mark is told apart by its real servers' address format; keep the first IPv4 one.
-      if (!out.has(mark)) {
-        current = [];
-        out.set(mark, current);
-      } else current = null;
+      mark = parseInt(svc[2]!, 16);
       return;
     }
     const dest = /^\s+->\s+(\S+)\s+\S+\s+\d+/.exec(raw);
     if (!dest) fail('neither a service nor a real-server line');
     const target = dest![1]!;
     const v4 = /^([0-9A-Fa-f]{8}):[0-9A-Fa-f]{4}$/.exec(target);
-    if (!v4) {
-      if (!target.startsWith('[')) fail('real-server address is neither IPv4 hex nor [IPv6]');
-      return; // IPv6 real server: not ours
+    const v6 = /^\[([0-9A-Fa-f:]+)\]:[0-9A-Fa-f]{4}$/.exec(target);
+    if (!v4 && !(v6 && isIPv6(v6[1]!))) fail('real-server address is neither IPv4 hex nor [IPv6]');
+    if (mark === null) return; // a TCP/UDP/SCTP service: not ours
+    if (current === null) {
+      const key = fwmarkKey(mark, !v4);
+      current = out.get(key) ?? [];
+      out.set(key, current);
     }
-    if (current) current.push(hexToIPv4(v4[1]!));
+    current.push(v4 ? hexToIPv4(v4[1]!) : canonicalIPv6(v6![1]!));
   });
   return out;
+}
+
+/** The service key of a fwmark service, as parseIpvsSave and parseIpvsProc name it. */
+export function fwmarkKey(mark: number, ipv6: boolean): string {
+  return `-f ${mark}${ipv6 ? ' -6' : ''}`;
+}
+
+/** The compressed lower-case form ipvsadm and iproute2 print ("2001:db8::11"). */
+export function canonicalIPv6(a: string): string {
+  return new URL(`http://[${a}]/`).hostname.slice(1, -1);
 }
 
 function hexToIPv4(h: string): string {
@@ -187,8 +204,8 @@ function hexToIPv4(h: string): string {
 
 export interface IpvsKernelState {
   readonly services: IpvsService[];
-  /** fwmark → real-server addresses in insertion order (oldest first). */
-  readonly order: Map<number, string[]>;
+  /** fwmark service key ("-f 1", "-f 1 -6") → real-server addresses in insertion order (oldest first). */
+  readonly order: Map<string, string[]>;
 }
 
 const UNAVAILABLE_RE = /Protocol not available|Can't initialize ipvs|IP Virtual Server is built/i;
@@ -207,19 +224,26 @@ export async function readIpvs(runner: CommandRunner): Promise<IpvsKernelState> 
   }
   const services = parseIpvsSave(save);
   const proc = parseIpvsProc(await runFor(DRIVER, runner, 'cat', [PROC_FILE]));
-  const order = new Map<number, string[]>();
+  const order = new Map<string, string[]>();
   for (const s of services) {
-    if (s.protocol !== 'fwmark' || s.ipv6 || s.fwmark === null) continue;
+    if (s.protocol !== 'fwmark' || s.fwmark === null) continue;
     const present = s.realServers.map((r) => stripPort(r.target));
-    const listed = [...(proc.get(s.fwmark) ?? [])].reverse().filter((a) => present.includes(a));
+    const listed = [...(proc.get(s.key) ?? [])].reverse().filter((a) => present.includes(a));
     // Anything /proc did not show (changed between the two reads) goes last; the next pass sees it right.
-    order.set(s.fwmark, [...listed, ...present.filter((a) => !listed.includes(a))]);
+    order.set(s.key, [...listed, ...present.filter((a) => !listed.includes(a))]);
   }
   return { services, order };
 }
 
+/** "10.1.0.11:0" → "10.1.0.11"; "[2001:db8::11]:0" → "2001:db8::11". */
 function stripPort(target: string): string {
-  return target.replace(/:0$/, '');
+  const v6 = /^\[(.+)\]:0$/.exec(target);
+  return v6 && isIPv6(v6[1]!) ? canonicalIPv6(v6[1]!) : target.replace(/:0$/, '');
+}
+
+/** A real server's -r argument for a fwmark service. */
+function rsTarget(address: string): string {
+  return isIPv6(address) ? `[${address}]:0` : `${address}:0`;
 }
 
 export interface IpvsPlan {
@@ -248,12 +272,13 @@ export function planIpvs(state: IpvsKernelState, want: IpvsWant, fixOrder = fals
   const deletes: string[] = [];
   const reorder: string[] = [];
   for (const w of want.services) {
-    const svcArg = `-f ${w.fwmark}`;
+    const ipv6 = w.ipv6 ?? false;
+    const svcArg = fwmarkKey(w.fwmark, ipv6);
     const svcLine = (op: '-A' | '-E') => `${op} ${svcArg} -s ${w.scheduler}${w.flags.length ? ` -b ${w.flags.join(',')}` : ''}`;
-    const rsLine = (op: '-a' | '-e', r: IpvsRealServerWant) => `${op} ${svcArg} -r ${r.address}:0 -g -w ${r.weight}`;
+    const rsLine = (op: '-a' | '-e', r: IpvsRealServerWant) => `${op} ${svcArg} -r ${rsTarget(r.address)} -g -w ${r.weight}`;
     const label = (r: { address: string; name?: string }) => (r.name ? `${r.name} (${r.address})` : r.address);
-    const p = `fwmark ${w.fwmark}: `;
-    const k = state.services.find((s) => s.protocol === 'fwmark' && !s.ipv6 && s.fwmark === w.fwmark);
+    const p = `fwmark ${w.fwmark}${ipv6 ? ' (IPv6)' : ''}: `;
+    const k = state.services.find((s) => s.protocol === 'fwmark' && s.ipv6 === ipv6 && s.fwmark === w.fwmark);
     if (!k) {
       differences.push(`${p}service missing, want ${w.scheduler} (${fmtFlags(w.flags)}) with ${w.realServers.map((r) => `${label(r)} weight ${r.weight}`).join(', ') || 'no real servers'}`);
       addEdit.push(svcLine('-A'), ...w.realServers.map((r) => rsLine('-a', r)));
@@ -271,7 +296,7 @@ export function planIpvs(state: IpvsKernelState, want: IpvsWant, fixOrder = fals
     const wanted = new Set(w.realServers.map((r) => r.address));
     const deleted = k.realServers.map((r) => stripPort(r.target)).filter((a) => !wanted.has(a));
     // Insertion order after this batch, before any order fix.
-    const kernelOrder = state.order.get(w.fwmark) ?? [];
+    const kernelOrder = state.order.get(svcArg) ?? [];
     const after = [...kernelOrder.filter((a) => wanted.has(a)), ...w.realServers.filter((r) => !kernelBy.has(r.address)).map((r) => r.address)];
     const wantOrder = w.realServers.map((r) => r.address);
     let fixFrom = wantOrder.length;
@@ -289,14 +314,14 @@ export function planIpvs(state: IpvsKernelState, want: IpvsWant, fixOrder = fals
       }
       const changed = !cur || cur.weight !== r.weight || cur.forwarding !== 'g' || cur.extra.length > 0;
       if (i >= fixFrom) {
-        if (cur) reorder.push(`-d ${svcArg} -r ${r.address}:0`);
+        if (cur) reorder.push(`-d ${svcArg} -r ${rsTarget(r.address)}`);
         reorder.push(rsLine('-a', r));
       } else if (!cur) addEdit.push(rsLine('-a', r));
       else if (changed) addEdit.push(rsLine('-e', r));
     });
     for (const a of deleted) {
       differences.push(`${p}${a} present, want absent`);
-      deletes.push(`-d ${svcArg} -r ${a}:0`);
+      deletes.push(`-d ${svcArg} -r ${rsTarget(a)}`);
     }
   }
   differences.push(...orderDifferences);
@@ -304,14 +329,17 @@ export function planIpvs(state: IpvsKernelState, want: IpvsWant, fixOrder = fals
 }
 
 function validateWant(want: IpvsWant): void {
-  const marks = new Set<number>();
+  const marks = new Set<string>();
   for (const s of want.services) {
     if (!Number.isInteger(s.fwmark) || s.fwmark < 1 || s.fwmark > 0xffffffff) throw new DriverInputError(DRIVER, `fwmark ${s.fwmark} is not a mark (1..4294967295)`);
-    if (marks.has(s.fwmark)) throw new DriverInputError(DRIVER, `fwmark ${s.fwmark} wanted twice`);
-    marks.add(s.fwmark);
+    const family = s.ipv6 ? 'IPv6' : 'IPv4';
+    const key = fwmarkKey(s.fwmark, s.ipv6 ?? false);
+    if (marks.has(key)) throw new DriverInputError(DRIVER, `${family} fwmark ${s.fwmark} wanted twice`);
+    marks.add(key);
     const seen = new Set<string>();
     for (const r of s.realServers) {
-      if (!isIPv4(r.address)) throw new DriverInputError(DRIVER, `fwmark ${s.fwmark}: real server "${r.address}" is not an IPv4 address`);
+      const ok = s.ipv6 ? isIPv6(r.address) && canonicalIPv6(r.address) === r.address : isIPv4(r.address);
+      if (!ok) throw new DriverInputError(DRIVER, `fwmark ${s.fwmark}: real server "${r.address}" is not ${s.ipv6 ? 'an IPv6 address in canonical form (e.g. 2001:db8::11)' : 'an IPv4 address'}`);
       if (!Number.isInteger(r.weight) || r.weight < 0 || r.weight > 65535) throw new DriverInputError(DRIVER, `fwmark ${s.fwmark}: weight ${r.weight} of ${r.address} is not 0..65535`);
       if (seen.has(r.address)) throw new DriverInputError(DRIVER, `fwmark ${s.fwmark}: real server ${r.address} wanted twice`);
       seen.add(r.address);

@@ -1,5 +1,5 @@
 // Policy rules and routes in managed tables: read `ip -j rule show` / `ip -j route show table N`, apply the difference.
-import { isIPv4 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 import { formatCommand, type CommandRunner } from './runner';
 import {
   DriverInputError,
@@ -37,11 +37,37 @@ export interface RouteWant {
 export interface RoutesWant {
   /** Every rule at a managed priority (see managedPriorities) that is not listed here is deleted. */
   readonly rules: readonly RuleWant[];
-  /** Managed tables and their complete contents (IPv4); other tables are not read or touched. */
+  /** Managed tables and their complete contents (in the driver's family); other tables are not read or touched. */
   readonly tables: Readonly<Record<number, readonly RouteWant[]>>;
   /** Priorities we own besides those of `rules` (so rules there can be removed when none is wanted). */
   readonly managedPriorities?: readonly number[];
 }
+
+/** 4: `ip …` (IPv4 rules and routes); 6: `ip -6 …`. Each family has its own rules and routes, also in a shared table number. */
+export type Family = 4 | 6;
+
+export interface RoutesDriverOptions extends DriverOptions {
+  /** Default 4. */
+  family?: Family;
+}
+
+interface FamilyRules {
+  readonly isAddr: (s: string) => boolean;
+  readonly hostLen: number;
+  readonly any: string;
+  /** The metric the kernel gives a route added without one (IPv6: 1024). */
+  readonly metric: number;
+  /** Leading `ip` options. */
+  readonly opt: readonly string[];
+  readonly name: string;
+  /** Names results and errors: routes, routes6. */
+  readonly driver: string;
+}
+
+const FAMILIES: Record<Family, FamilyRules> = {
+  4: { isAddr: isIPv4, hostLen: 32, any: '0.0.0.0/0', metric: 0, opt: [], name: 'IPv4', driver: DRIVER },
+  6: { isAddr: isIPv6, hostLen: 128, any: '::/0', metric: 1024, opt: ['-6'], name: 'IPv6', driver: `${DRIVER}6` },
+};
 
 export interface RoutesResult extends ReconcileResult {
   /** Tables whose routes were changed in this pass. */
@@ -88,29 +114,31 @@ function tableOf(v: unknown): number | string | undefined {
   return NAMED_TABLES[s] ?? s;
 }
 
-function normPrefix(p: string): string {
-  if (p === 'default') return '0.0.0.0/0';
-  return p.includes('/') ? p : `${p}/32`;
+function normPrefix(p: string, f: FamilyRules = FAMILIES[4]): string {
+  if (p === 'default') return f.any;
+  return p.includes('/') ? p : `${p}/${f.hostLen}`;
 }
 
-function hostOrPrefix(p: string): string {
-  return p.endsWith('/32') ? p.slice(0, -3) : p;
+function hostOrPrefix(p: string, f: FamilyRules = FAMILIES[4]): string {
+  const host = `/${f.hostLen}`;
+  return p.endsWith(host) ? p.slice(0, -host.length) : p;
 }
 
-export function parseRules(json: string, command = 'ip -j rule show'): KernelRule[] {
-  return parseJsonArray(DRIVER, command, json).map((r, i) => {
+export function parseRules(json: string, command = 'ip -j rule show', family: Family = 4): KernelRule[] {
+  const f = FAMILIES[family];
+  return parseJsonArray(f.driver, command, json).map((r, i) => {
     const fail = (reason: string): never => {
-      throw new KernelParseError(DRIVER, command, JSON.stringify(r), reason, i + 1);
+      throw new KernelParseError(f.driver, command, JSON.stringify(r), reason, i + 1);
     };
     if (typeof r !== 'object' || r === null) fail('rule is not an object');
     const o = r as Record<string, unknown>;
     if (typeof o.priority !== 'number') fail('rule without numeric priority');
     const src = o.src;
     if (src !== undefined && typeof src !== 'string') fail('src is not a string');
-    const from = src === undefined || src === 'all' ? undefined : hostOrPrefix(`${src}/${typeof o.srclen === 'number' ? o.srclen : 32}`);
+    const from = src === undefined || src === 'all' ? undefined : hostOrPrefix(`${src}/${typeof o.srclen === 'number' ? o.srclen : f.hostLen}`, f);
     const dst = o.dst;
     if (dst !== undefined && typeof dst !== 'string') fail('dst is not a string');
-    const to = dst === undefined || dst === 'all' ? undefined : hostOrPrefix(`${dst}/${typeof o.dstlen === 'number' ? o.dstlen : 32}`);
+    const to = dst === undefined || dst === 'all' ? undefined : hostOrPrefix(`${dst}/${typeof o.dstlen === 'number' ? o.dstlen : f.hostLen}`, f);
     const hex = (k: string): number | undefined => {
       const v = o[k];
       if (v === undefined) return undefined;
@@ -133,17 +161,18 @@ export function parseRules(json: string, command = 'ip -j rule show'): KernelRul
   });
 }
 
-export function parseRoutes(json: string, command: string): KernelRoute[] {
-  return parseJsonArray(DRIVER, command, json).map((r, i) => {
+export function parseRoutes(json: string, command: string, family: Family = 4): KernelRoute[] {
+  const f = FAMILIES[family];
+  return parseJsonArray(f.driver, command, json).map((r, i) => {
     const fail = (reason: string): never => {
-      throw new KernelParseError(DRIVER, command, JSON.stringify(r), reason, i + 1);
+      throw new KernelParseError(f.driver, command, JSON.stringify(r), reason, i + 1);
     };
     if (typeof r !== 'object' || r === null) fail('route is not an object');
     const o = r as Record<string, unknown>;
     if (typeof o.dst !== 'string') fail('route without dst');
     return {
       type: typeof o.type === 'string' ? o.type : 'unicast',
-      dst: normPrefix(o.dst as string),
+      dst: normPrefix(o.dst as string, f),
       dstText: o.dst as string,
       gateway: typeof o.gateway === 'string' ? o.gateway : undefined,
       dev: typeof o.dev === 'string' ? o.dev : undefined,
@@ -153,11 +182,11 @@ export function parseRoutes(json: string, command: string): KernelRoute[] {
   });
 }
 
-function ruleMatches(k: KernelRule, w: RuleWant): boolean {
+function ruleMatches(k: KernelRule, w: RuleWant, f: FamilyRules): boolean {
   return (
     k.priority === w.priority &&
-    k.from === (w.from === undefined ? undefined : hostOrPrefix(normPrefix(w.from))) &&
-    k.to === (w.to === undefined ? undefined : hostOrPrefix(normPrefix(w.to))) &&
+    k.from === (w.from === undefined ? undefined : hostOrPrefix(normPrefix(w.from, f), f)) &&
+    k.to === (w.to === undefined ? undefined : hostOrPrefix(normPrefix(w.to, f), f)) &&
     k.fwmark === w.fwmark &&
     (k.fwmask === undefined || k.fwmask === 0xffffffff) &&
     k.iif === w.iif &&
@@ -196,15 +225,16 @@ function routeMatches(k: KernelRoute, w: RouteWant): boolean {
   return k.type === (w.type ?? 'unicast') && k.gateway === w.via && (w.dev === undefined || k.dev === w.dev) && !k.multipath;
 }
 
-function validate(want: RoutesWant): void {
+function validate(want: RoutesWant, f: FamilyRules): void {
   const bad = (m: string): never => {
-    throw new DriverInputError(DRIVER, m);
+    throw new DriverInputError(f.driver, m);
   };
+  const addr = f.isAddr;
   const prio = (p: number) => Number.isInteger(p) && p >= 0 && p <= 32767;
   for (const r of want.rules) {
     if (!prio(r.priority)) bad(`rule priority ${r.priority} is not 0..32767`);
-    if (r.from !== undefined && !isIPv4(r.from.split('/')[0] ?? '')) bad(`rule from "${r.from}" is not an IPv4 address or prefix`);
-    if (r.to !== undefined && !isIPv4(r.to.split('/')[0] ?? '')) bad(`rule to "${r.to}" is not an IPv4 address or prefix`);
+    if (r.from !== undefined && !addr(r.from.split('/')[0] ?? '')) bad(`rule from "${r.from}" is not an ${f.name} address or prefix`);
+    if (r.to !== undefined && !addr(r.to.split('/')[0] ?? '')) bad(`rule to "${r.to}" is not an ${f.name} address or prefix`);
     if (r.iif !== undefined && !IFNAME_RE.test(r.iif)) bad(`rule iif "${r.iif}" is not an interface name`);
     if (r.fwmark !== undefined && (!Number.isInteger(r.fwmark) || r.fwmark < 0 || r.fwmark > 0xffffffff)) bad(`rule fwmark ${r.fwmark} is not a mark`);
     if (!Number.isInteger(r.table) || r.table < 1) bad(`rule table ${r.table} is not a table number`);
@@ -214,11 +244,11 @@ function validate(want: RoutesWant): void {
     if (!/^\d+$/.test(t) || Number(t) < 1) bad(`table "${t}" is not a table number`);
     const dsts = new Set<string>();
     for (const r of routes) {
-      const d = normPrefix(r.dst);
-      if (!isIPv4(d.split('/')[0] ?? '')) bad(`table ${t}: dst "${r.dst}" is not an IPv4 prefix or "default"`);
+      const d = normPrefix(r.dst, f);
+      if (!addr(d.split('/')[0] ?? '')) bad(`table ${t}: dst "${r.dst}" is not an ${f.name} prefix or "default"`);
       if (dsts.has(d)) bad(`table ${t}: dst ${r.dst} wanted twice`);
       dsts.add(d);
-      if (r.via !== undefined && !isIPv4(r.via)) bad(`table ${t}: via "${r.via}" is not an IPv4 address`);
+      if (r.via !== undefined && !addr(r.via)) bad(`table ${t}: via "${r.via}" is not an ${f.name} address`);
       if (r.dev !== undefined && !IFNAME_RE.test(r.dev)) bad(`table ${t}: dev "${r.dev}" is not an interface name`);
     }
   }
@@ -230,17 +260,19 @@ export interface RoutesKernelState {
 }
 
 /** One exec: `ip -j -batch -` with `rule show` and one `route show table N` per managed table (one JSON array per line). */
-export async function readRoutes(runner: CommandRunner, tables: readonly number[]): Promise<RoutesKernelState> {
+export async function readRoutes(runner: CommandRunner, tables: readonly number[], family: Family = 4): Promise<RoutesKernelState> {
+  const f = FAMILIES[family];
   const cmds = ['rule show', ...tables.map((t) => `route show table ${t}`)];
-  const args = ['-j', '-batch', '-'];
-  const out = await runFor(DRIVER, runner, 'ip', args, { input: cmds.join('\n') + '\n' });
+  const args = [...f.opt, '-j', '-batch', '-'];
+  const ip = `ip ${[...f.opt, '-j'].join(' ')}`;
+  const out = await runFor(f.driver, runner, 'ip', args, { input: cmds.join('\n') + '\n' });
   const lines = out.split('\n').filter((l) => l.trim() !== '');
   if (lines.length !== cmds.length) {
-    throw new KernelParseError(DRIVER, `ip -j -batch - (${cmds.join('; ')})`, lines[lines.length - 1] ?? '', `expected ${cmds.length} JSON line(s), one per command, got ${lines.length}`);
+    throw new KernelParseError(f.driver, `${ip} -batch - (${cmds.join('; ')})`, lines[lines.length - 1] ?? '', `expected ${cmds.length} JSON line(s), one per command, got ${lines.length}`);
   }
-  const rules = parseRules(lines[0]!, 'ip -j rule show');
+  const rules = parseRules(lines[0]!, `${ip} rule show`, family);
   const routes = new Map<number, KernelRoute[]>();
-  tables.forEach((t, i) => routes.set(t, parseRoutes(lines[i + 1]!, `ip -j route show table ${t}`)));
+  tables.forEach((t, i) => routes.set(t, parseRoutes(lines[i + 1]!, `${ip} route show table ${t}`, family)));
   return { rules, tables: routes };
 }
 
@@ -251,8 +283,9 @@ interface RoutesPlan {
   changedTables: number[];
 }
 
-export function planRoutes(state: RoutesKernelState, want: RoutesWant): RoutesPlan {
-  validate(want);
+export function planRoutes(state: RoutesKernelState, want: RoutesWant, family: Family = 4): RoutesPlan {
+  const f = FAMILIES[family];
+  validate(want, f);
   const differences: string[] = [];
   const routeAdds: string[][] = [];
   const ruleAdds: string[][] = [];
@@ -263,8 +296,8 @@ export function planRoutes(state: RoutesKernelState, want: RoutesWant): RoutesPl
     const table = Number(t);
     const kernel = [...(state.tables.get(table) ?? [])];
     for (const w of wanted) {
-      const dst = normPrefix(w.dst);
-      const idx = kernel.findIndex((k) => k.dst === dst && k.metric === 0);
+      const dst = normPrefix(w.dst, f);
+      const idx = kernel.findIndex((k) => k.dst === dst && k.metric === f.metric);
       const k = idx >= 0 ? kernel.splice(idx, 1)[0] : undefined;
       if (k && routeMatches(k, w)) continue;
       differences.push(`table ${table}: ${w.dst} ${k ? describeRoute(k) : 'missing'}, want ${describeRoute(w)}`);
@@ -272,7 +305,7 @@ export function planRoutes(state: RoutesKernelState, want: RoutesWant): RoutesPl
       changed.add(table);
     }
     for (const k of kernel) {
-      differences.push(`table ${table}: ${k.dstText} ${describeRoute(k)}${k.metric ? ` metric ${k.metric}` : ''} present, not wanted`);
+      differences.push(`table ${table}: ${k.dstText} ${describeRoute(k)}${k.metric !== f.metric ? ` metric ${k.metric}` : ''} present, not wanted`);
       routeDels.push(['route', 'del', ...(k.type !== 'unicast' ? [k.type] : []), k.dst, ...(k.metric ? ['metric', String(k.metric)] : []), 'table', String(table)]);
       changed.add(table);
     }
@@ -280,7 +313,7 @@ export function planRoutes(state: RoutesKernelState, want: RoutesWant): RoutesPl
   const managed = new Set([...want.rules.map((r) => r.priority), ...(want.managedPriorities ?? [])]);
   const kernelRules = state.rules.filter((r) => managed.has(r.priority));
   for (const w of want.rules) {
-    const idx = kernelRules.findIndex((k) => ruleMatches(k, w));
+    const idx = kernelRules.findIndex((k) => ruleMatches(k, w, f));
     if (idx >= 0) {
       kernelRules.splice(idx, 1);
       continue;
@@ -296,20 +329,24 @@ export function planRoutes(state: RoutesKernelState, want: RoutesWant): RoutesPl
 }
 
 export class RoutesDriver {
-  constructor(private readonly runner: CommandRunner, private readonly opts: DriverOptions = {}) {}
+  private readonly family: Family;
+  constructor(private readonly runner: CommandRunner, private readonly opts: RoutesDriverOptions = {}) {
+    this.family = opts.family ?? 4;
+  }
 
   async reconcile(want: RoutesWant): Promise<RoutesResult> {
     const elapsed = timer();
     const tables = Object.keys(want.tables).map(Number);
-    validate(want);
-    const plan = planRoutes(await readRoutes(this.runner, tables), want);
+    const f = FAMILIES[this.family];
+    validate(want, f);
+    const plan = planRoutes(await readRoutes(this.runner, tables, this.family), want, this.family);
     // All changes in one `ip -batch -`; it stops at the first failing line (and says which).
-    const commands = plan.steps.map((args) => formatCommand('ip', args));
-    if (plan.steps.length) await runFor(DRIVER, this.runner, 'ip', ['-batch', '-'], { input: plan.steps.map((a) => a.join(' ')).join('\n') + '\n' });
+    const commands = plan.steps.map((args) => formatCommand('ip', [...f.opt, ...args]));
+    if (plan.steps.length) await runFor(f.driver, this.runner, 'ip', [...f.opt, '-batch', '-'], { input: plan.steps.map((a) => a.join(' ')).join('\n') + '\n' });
     if (commands.length && (this.opts.verify ?? true)) {
-      const again = planRoutes(await readRoutes(this.runner, tables), want);
-      if (again.differences.length) throw new KernelVerifyError(DRIVER, again.differences, commands);
+      const again = planRoutes(await readRoutes(this.runner, tables, this.family), want, this.family);
+      if (again.differences.length) throw new KernelVerifyError(f.driver, again.differences, commands);
     }
-    return { driver: DRIVER, differences: plan.differences, commands, durationMs: elapsed(), changedTables: plan.changedTables };
+    return { driver: f.driver, differences: plan.differences, commands, durationMs: elapsed(), changedTables: plan.changedTables };
   }
 }

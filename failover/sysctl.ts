@@ -14,7 +14,8 @@ import {
 } from './types';
 
 const DRIVER = 'sysctl';
-const KEY_RE = /^[a-z0-9_]+(\.[A-Za-z0-9_-]+)+$/;
+// Dotted (net.ipv4.ip_forward), or slashed when a part holds a dot (net/ipv6/conf/eth0.100/accept_dad).
+const KEY_RE = /^([a-z0-9_]+(\.[A-Za-z0-9_-]+)+|[a-z0-9_]+(\/[A-Za-z0-9_.-]+)+)$/;
 const VALUE_RE = /^[A-Za-z0-9_. :-]*$/;
 
 /** Key (dotted, e.g. net.ipv4.vs.sloppy_tcp) → wanted value. Keys not listed are not touched. */
@@ -54,7 +55,7 @@ export class SysctlDriver {
     const elapsed = timer();
     const keys = Object.keys(want);
     for (const k of keys) {
-      if (!KEY_RE.test(k)) throw new DriverInputError(DRIVER, `"${k}" is not a sysctl key`);
+      if (!KEY_RE.test(k) || k.split('/').some((p) => p === '.' || p === '..')) throw new DriverInputError(DRIVER, `"${k}" is not a sysctl key`);
       if (!VALUE_RE.test(want[k]!)) throw new DriverInputError(DRIVER, `value ${JSON.stringify(want[k])} for ${k} has characters a sysctl value does not`);
     }
     if (keys.length === 0) return { driver: DRIVER, differences: [], commands: [], durationMs: elapsed() };

@@ -1,10 +1,20 @@
 // A VIP group: hold = addresses, then gratuitous ARP bursts (now, again after repeatAfterMs, every refreshIntervalMs);
 // release = stop announcing, then remove the addresses. Idempotent: holding a held group does nothing.
-import { isIPv4 } from 'node:net';
+// IPv6 addresses are announced by the kernel: adding one sends an unsolicited neighbour advertisement when the
+// interface has ndisc_notify=1 and accept_dad=0 (set here before the addresses; with `nodad` it sends none).
+// To announce again, the address is deleted and added back in one `ip -6 -batch -` (the kernel has no other
+// trigger; Node has no raw sockets).
+import { isIPv4, isIPv6 } from 'node:net';
 import { AddressesDriver, type AddressWant } from './addresses';
 import { formatCommand, type CommandRunner } from './runner';
+import { SysctlDriver, type SysctlWant } from './sysctl';
 import { systemTimers, type TimerHandle, type Timers } from './timers';
-import { silentLog, timer, type DriverLog, type DriverOptions, type ReconcileResult } from './types';
+import { DriverError, silentLog, timer, type DriverLog, type DriverOptions, type ReconcileResult } from './types';
+
+/** A sysctl key of one interface; the slash form when the name has a dot (VLANs: eth0.100). */
+export function ifSysctl(family: 'ipv4' | 'ipv6', dev: string, key: string): string {
+  return dev.includes('.') ? `net/${family}/conf/${dev}/${key}` : `net.${family}.conf.${dev}.${key}`;
+}
 
 export interface GarpSettings {
   /** ARP replies per burst (`arping -c`). */
@@ -37,13 +47,24 @@ export class VipGroup {
   private abort = new AbortController();
   private readonly inFlight = new Set<Promise<void>>();
   private readonly addresses: AddressesDriver;
+  private readonly sysctl: SysctlDriver;
+  /** Per-interface settings the kernel's own IPv6 announcement needs; {} without an IPv6 address. */
+  readonly sysctls: SysctlWant;
   private readonly timers: Timers;
   private readonly log: DriverLog;
   /** Results of finished arping runs, newest last (bounded). */
-  readonly announcements: { reason: AnnounceReason; address: string; dev: string; ok: boolean; error?: string; durationMs: number }[] = [];
+  readonly announcements: { reason: AnnounceReason; address: string; dev: string; ok: boolean; error?: string; durationMs: number; how: 'arping' | 'kernel-on-add' | 're-add' }[] = [];
 
   constructor(private readonly runner: CommandRunner, readonly group: VipGroupWant, private readonly opts: VipOptions = {}) {
     this.addresses = new AddressesDriver(runner, opts);
+    this.sysctl = new SysctlDriver(runner, opts);
+    const want: Record<string, string> = {};
+    for (const a of group.addresses) {
+      if (!isIPv6(a.address.split('/')[0] ?? '')) continue;
+      want[ifSysctl('ipv6', a.dev, 'accept_dad')] = '0';
+      want[ifSysctl('ipv6', a.dev, 'ndisc_notify')] = '1';
+    }
+    this.sysctls = want;
     this.timers = opts.timers ?? systemTimers;
     this.log = opts.log ?? silentLog;
   }
@@ -63,12 +84,16 @@ export class VipGroup {
 
   private async hold(): Promise<ReconcileResult> {
     const elapsed = timer();
+    const s = await this.sysctl.reconcile(this.sysctls).catch((e: unknown) => {
+      throw new DriverError(this.driver, `${this.driver}: interface settings for IPv6 announcements: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    });
     const r = await this.addresses.reconcile({ present: this.group.addresses, absent: [] }, this.driver);
-    const commands = [...r.commands];
+    const commands = [...s.commands, ...r.commands];
     // Announce on takeover, and again whenever an address had to be (re-)added.
     if (!this.held_ || r.commands.length > 0) {
       this.held_ = true;
-      commands.push(...this.announce('takeover'));
+      const added = new Set(this.group.addresses.filter((a) => r.commands.includes(formatCommand('ip', ['addr', 'add', a.address, 'dev', a.dev]))));
+      commands.push(...this.announce('takeover', added));
       this.cancelTimers();
       if (this.group.garp.repeatAfterMs > 0) {
         this.repeatTimer = this.timers.setTimeout(() => {
@@ -78,7 +103,7 @@ export class VipGroup {
       }
       this.scheduleRefresh();
     }
-    return { driver: this.driver, differences: r.differences, commands, durationMs: elapsed() };
+    return { driver: this.driver, differences: [...s.differences, ...r.differences], commands, durationMs: elapsed() };
   }
 
   private scheduleRefresh(): void {
@@ -122,31 +147,43 @@ export class VipGroup {
     this.repeatTimer = this.refreshTimer = null;
   }
 
-  /** Starts one arping per IPv4 address in the background; returns the commands started. */
-  private announce(reason: AnnounceReason): string[] {
+  /**
+   * Starts one arping per IPv4 address in the background, and a re-add per IPv6 address not in `added`
+   * (the kernel announced those as it added them); returns the commands started.
+   */
+  private announce(reason: AnnounceReason, added: ReadonlySet<AddressWant> = new Set()): string[] {
     const started: string[] = [];
     for (const a of this.group.addresses) {
       const ip = a.address.split('/')[0] ?? '';
-      if (!isIPv4(ip)) continue; // IPv6 needs unsolicited neighbour advertisements, not ARP
+      const v6 = isIPv6(ip);
+      if (!isIPv4(ip) && !v6) continue;
+      if (v6 && added.has(a)) {
+        this.record({ reason, address: ip, dev: a.dev, ok: true, durationMs: 0, how: 'kernel-on-add' });
+        this.log({ level: 'info', driver: this.driver, message: `announced ${ip} on ${a.dev} (${reason}, unsolicited neighbour advertisement sent by the kernel on add)`, reason });
+        continue;
+      }
       if (this.opts.canAnnounce && !this.opts.canAnnounce()) {
         this.log({ level: 'warn', driver: this.driver, message: `not announcing ${ip} on ${a.dev} (${reason}): leadership cannot be proven`, reason });
         continue;
       }
-      const args = ['-U', '-c', String(this.group.garp.count), '-I', a.dev, ip];
-      started.push(formatCommand('arping', args));
+      const [file, args, input, what, timeoutMs] = v6
+        ? ['ip', ['-6', '-batch', '-'], `addr del ${a.address} dev ${a.dev}\naddr add ${a.address} dev ${a.dev}\n`, 're-added (unsolicited neighbour advertisement)', 5000] as const
+        : ['arping', ['-U', '-c', String(this.group.garp.count), '-I', a.dev, ip], undefined, `${this.group.garp.count} gratuitous ARP`, this.group.garp.count * 1000 + 3000] as const;
+      started.push(formatCommand(file, args) + (input ? ` <<< ${JSON.stringify(input)}` : ''));
+      const how = v6 ? 're-add' : 'arping';
       const t0 = this.timers.now();
       const wall = timer();
       const p = this.runner
-        .run('arping', args, { signal: this.abort.signal, timeoutMs: this.group.garp.count * 1000 + 3000 })
+        .run(file, args, { signal: this.abort.signal, timeoutMs, ...(input ? { input } : {}) })
         .then(
           () => {
-            this.record({ reason, address: ip, dev: a.dev, ok: true, durationMs: wall() });
-            this.log({ level: 'info', driver: this.driver, message: `announced ${ip} on ${a.dev} (${reason}, ${this.group.garp.count} gratuitous ARP)`, reason, startedAt: t0, durationMs: wall() });
+            this.record({ reason, address: ip, dev: a.dev, ok: true, durationMs: wall(), how });
+            this.log({ level: 'info', driver: this.driver, message: `announced ${ip} on ${a.dev} (${reason}, ${what})`, reason, startedAt: t0, durationMs: wall() });
           },
           (e: unknown) => {
             const error = e instanceof Error ? e.message : String(e);
-            this.record({ reason, address: ip, dev: a.dev, ok: false, error, durationMs: wall() });
-            this.log({ level: 'error', driver: this.driver, message: `gratuitous ARP for ${ip} on ${a.dev} (${reason}) failed: ${error}`, reason, durationMs: wall() });
+            this.record({ reason, address: ip, dev: a.dev, ok: false, error, durationMs: wall(), how });
+            this.log({ level: 'error', driver: this.driver, message: `${v6 ? 'neighbour advertisement' : 'gratuitous ARP'} for ${ip} on ${a.dev} (${reason}) failed: ${error}`, reason, durationMs: wall() });
           },
         )
         .finally(() => this.inFlight.delete(p));

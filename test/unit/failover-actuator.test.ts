@@ -37,7 +37,7 @@ describe('Actuator on an ingress node (deploy/config.example.yaml, lb1)', () => 
     ]);
     expect(res.applied).toEqual({
       node: 'lb1', role: 'ingress', revision: null, egressTables: [],
-      ipvs: [{ service: 'web', fwmark: 1, scheduler: 'sh', flags: ['sh-fallback'], realServers: [{ firewall: 'fw1', address: '10.1.0.11', weight: 100 }, { firewall: 'fw2', address: '10.1.0.12', weight: 100 }] }],
+      ipvs: [{ service: 'web', fwmark: 1, ipv6: false, scheduler: 'sh', flags: ['sh-fallback'], realServers: [{ firewall: 'fw1', address: '10.1.0.11', weight: 100 }, { firewall: 'fw2', address: '10.1.0.12', weight: 100 }] }],
       vips: [{ group: 'ingress', held: true, addresses: ['192.0.2.254/24 dev eth0', '10.1.0.254/24 dev eth1'] }],
     });
     r.calls.length = 0;

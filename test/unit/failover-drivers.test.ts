@@ -40,9 +40,9 @@ describe('ipvs parsers (real ipvsadm 1.31 / kernel 6.1 output)', () => {
     expect(s.find((x) => x.key === '-t [2001:db8::10]:443')).toBeDefined();
     // Added .12, .11, .13: ipvsadm sorts by address, /proc shows the list newest first.
     expect(parseIpvsSave(fx('ipvsadm-Sn-order.txt')).find((x) => x.fwmark === 1)!.realServers.map((r) => r.target)).toEqual(['10.1.0.11:0', '10.1.0.12:0', '10.1.0.13:0']);
-    expect(parseIpvsProc(fx('proc-ip_vs-order.txt')).get(1)).toEqual(['10.1.0.13', '10.1.0.11', '10.1.0.12']);
-    expect(parseIpvsProc(fx('proc-ip_vs-readd.txt')).get(1)).toEqual(['10.1.0.12', '10.1.0.13', '10.1.0.11']);
-    expect(parseIpvsProc(fx('proc-ip_vs-v6.txt')).get(6)).toEqual([]);
+    expect(parseIpvsProc(fx('proc-ip_vs-order.txt')).get('-f 1')).toEqual(['10.1.0.13', '10.1.0.11', '10.1.0.12']);
+    expect(parseIpvsProc(fx('proc-ip_vs-readd.txt')).get('-f 1')).toEqual(['10.1.0.12', '10.1.0.13', '10.1.0.11']);
+    expect(parseIpvsProc(fx('proc-ip_vs-v6.txt')).get('-f 6 -6')).toBeUndefined(); // no real servers: family unknown in /proc
   });
 
   it('rejects garbage with a typed error naming the command and the line', () => {
@@ -95,7 +95,7 @@ describe('IpvsDriver', () => {
   });
 
   it('orders the batch: service edit and adds/edits first, deletes last', () => {
-    const state = { services: parseIpvsSave(fx('ipvsadm-Sn-mixed.txt')), order: new Map([[1, ['10.1.0.11', '10.1.0.12']], [2, ['10.1.0.11', '10.1.0.12']]]) };
+    const state = { services: parseIpvsSave(fx('ipvsadm-Sn-mixed.txt')), order: new Map([['-f 1', ['10.1.0.11', '10.1.0.12']], ['-f 2', ['10.1.0.11', '10.1.0.12']]]) };
     const want: IpvsWant = {
       downAction: 'remove',
       services: [
@@ -150,7 +150,7 @@ describe('IpvsDriver', () => {
     const r = new FakeRunner((c) => (c.file === 'cat' ? fx('proc-ip_vs-readd.txt') : fx('ipvsadm-Sn-readd.txt')));
     const st = await readIpvs(r);
     // Added .12 .11 .13, then .12 deleted and re-added: insertion order .11 .13 .12.
-    expect(st.order.get(1)).toEqual(['10.1.0.11', '10.1.0.13', '10.1.0.12']);
+    expect(st.order.get('-f 1')).toEqual(['10.1.0.11', '10.1.0.13', '10.1.0.12']);
   });
 
   it('fails verification when ipvsadm -R exits 0 but a line did not apply (as the real one does)', async () => {
