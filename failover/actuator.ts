@@ -266,8 +266,10 @@ export class Actuator {
     this.conntrack = new ConntrackDriver(runner);
     this.vips = vipGroupsFor(config, this.node).map((g) => new VipGroup(runner, g, { ...d, timers: opts.timers, canAnnounce: opts.canAnnounce }));
     const fast = config.store.kind === 'etcd' && config.store.leadership.mode === 'fast' ? config.store.leadership : null;
+    const windowMs = config.store.kind !== 'etcd' ? 0 : fast ? fast.takeoverAfterMs - fast.marginMs : config.store.leaseTtlS * 1000 * 0.75;
     // Fast profile: refresh when at least a third of the validity window is gained (not on every ~100 ms renewal).
-    const fenceOpts = fast ? { minExtendMs: Math.floor((fast.takeoverAfterMs - fast.marginMs) / 3) } : {};
+    // Both: end the elements early by the host's recent nft latency, at most a quarter of the window.
+    const fenceOpts = { maxLeadMs: Math.floor(windowMs / 4), ...(fast ? { minExtendMs: Math.floor(windowMs / 3) } : {}) };
     const fence = opts.fenceUntil ? new ArpFence(runner, this.vips.flatMap((v) => v.group.addresses.map((a) => a.address)), opts.fenceUntil, fenceOpts) : null;
     this.fence = fence && !fence.empty ? fence : null;
   }

@@ -22,6 +22,8 @@ export interface ArpFenceOptions {
    * renewal refreshes). The fast leadership profile renews every ~100 ms; one nft per renewal is wasteful.
    */
   minExtendMs?: number;
+  /** Upper bound of the lead below (ms); default 0 = no lead. */
+  maxLeadMs?: number;
 }
 
 export type FenceState = 'unknown' | 'installed' | 'absent';
@@ -39,6 +41,9 @@ export class ArpFence {
   /** Monotonic time at which the elements expire as last set (the moment nft was started + timeout). */
   private expiresAt = Number.NEGATIVE_INFINITY;
   private refreshing = false;
+  /** Wall time of the last nft runs (ms, spawn to exit): an upper bound of how late an element was applied. */
+  private readonly recentNftMs: number[] = [];
+  private readonly maxLeadMs: number;
 
   /**
    * @param addresses the VIPs (IPv4, with or without /prefix; others are ignored)
@@ -49,6 +54,7 @@ export class ArpFence {
     if (!/^[A-Za-z][A-Za-z0-9_]{0,31}$/.test(this.table)) throw new KernelCommandError(DRIVER, 'config', `bad nftables table name "${this.table}"`, null);
     this.minTimeoutMs = opts.minTimeoutMs ?? 20;
     this.minExtendMs = opts.minExtendMs ?? 0;
+    this.maxLeadMs = opts.maxLeadMs ?? 0;
     this.mono = opts.mono ?? (() => performance.now());
     this.addresses = [...new Set(addresses.map((a) => a.split('/')[0] ?? '').filter((a) => isIPv4(a)))];
   }
@@ -67,9 +73,18 @@ export class ArpFence {
     return this.state_ === 'installed' ? Math.max(0, Math.round(this.expiresAt - this.mono())) : 0;
   }
 
+  /**
+   * How much earlier than validity the elements end: the slowest of the last 16 nft runs, capped by
+   * maxLeadMs. An element applied δ after its timeout was computed outlives validity by δ; the
+   * margin covers δ up to marginMs, the lead adds what this host has recently needed.
+   */
+  leadMs(): number {
+    return Math.min(this.maxLeadMs, Math.ceil(Math.max(0, ...this.recentNftMs)));
+  }
+
   /** Milliseconds an element set now would live, or 0 when validity is (nearly) gone. */
   timeoutMs(): number {
-    const ms = Math.floor(this.until() - this.mono());
+    const ms = Math.floor(this.until() - this.mono() - this.leadMs());
     return ms >= this.minTimeoutMs ? ms : 0;
   }
 
@@ -85,8 +100,11 @@ export class ArpFence {
    */
   private async nft(script: string, what: string): Promise<string> {
     const cmd = `nft … (${what})`;
+    const started = this.mono();
     try {
       await this.runner.run('nft', [script]);   // the runner's deadline: timing.commandTimeoutMs
+      this.recentNftMs.push(this.mono() - started);
+      if (this.recentNftMs.length > 16) this.recentNftMs.shift();
     } catch (e) {
       throw new KernelCommandError(DRIVER, cmd, `${what} failed: ${e instanceof Error ? e.message : String(e)}`, e);
     }

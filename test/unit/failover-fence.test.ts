@@ -99,6 +99,26 @@ describe('ArpFence', () => {
     expect(f.remainingMs()).toBe(0);
   });
 
+  it('ends the elements early by the slowest recent nft run, capped by maxLeadMs', async () => {
+    let cost = 40;
+    const r = new FakeRunner(() => {
+      now += cost; // this nft run takes `cost` ms
+      return '';
+    });
+    const f = new ArpFence(r, ['192.0.2.254/24'], () => until, { mono, maxLeadMs: 100 });
+    await f.hold();
+    expect(r.calls[0]!.args[0]).toContain('timeout 750ms'); // no run measured yet
+    expect(f.leadMs()).toBe(40);
+    until = now + 700;
+    expect(f.timeoutMs()).toBe(660);
+    cost = 500;
+    until = now + 900;
+    expect(await f.refresh()).toBe(true);
+    expect(f.leadMs()).toBe(100);
+    until = now + 700;
+    expect(f.timeoutMs()).toBe(600);
+  });
+
   it('names the fence and the nft error when nft fails', async () => {
     const r = new FakeRunner(() => new Error('Error: Could not process rule: No such file or directory'));
     await expect(fence(r).hold()).rejects.toThrow(/fence: install ARP fence for 192\.0\.2\.254, 10\.1\.0\.254, 750 ms failed: .*No such file/);
