@@ -7,6 +7,7 @@ import { stringify } from 'yaml';
 import { probeJobs } from '../../checks/jobs';
 import { checksFor, loadConfig, parseConfig, storePrefixIssues, STORE_KEY_KINDS, type Config } from '../../controller/config';
 import { decide, describeDesired, desiredEqual } from '../../controller/decide';
+import { formatStatus } from '../../controller/status';
 import type { Desired, Observation, Snapshot } from '../../controller/types';
 import { Actuator, isReadCommand, nodeWants } from '../../failover/actuator';
 import { ConntrackDriver } from '../../failover/conntrack';
@@ -146,6 +147,9 @@ describe('decide: a service judged by checks of its own', () => {
     expect(d.desired.services!.dns!.fw1).toMatchObject({ state: 'up', weight: 100 });
     expect(d.reasons).toEqual(['fw1 (service web) down: path-http ok; path-http6 ok; ingress-leg ok; ingress-leg6 ok; egress-leg ok; egress-leg6 ok; path-https failing since 11:59:57.000 from lb1 (connection refused), lb2 (connection refused)']);
     expect(describeDesired(d.desired)).toContain(`service web: fw1 down weight 0 since ${'12:00:01.000'} — ${d.reasons[0]}`);
+    const status = formatStatus({ cluster: 'dual', source: 'store', now: '', leaders: {}, desired: d.desired, drains: [], observations: [], nodes: [] });
+    expect(status).toContain(`      service web: down weight 0 — ${d.reasons[0]}`);
+    expect(status).toContain('      service dns: up weight 100\n');
     // Its own hold-down: healthy again → recovering in web, back after holdDownMs.
     const rec = decide(healthy().at(T0 + 2000).previous(d.desired).build());
     expect(rec.desired.services!.web!.fw1).toMatchObject({ state: 'down', healthySince: T0 + 2000 });
