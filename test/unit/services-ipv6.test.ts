@@ -354,6 +354,17 @@ describe('actuator: several services, dual stack', () => {
     expect(res.results.find((x) => x.driver === 'routes6')!.differences).toEqual(['table 101: 2001:db8:ffff::/48 via 2001:db8:2::11 dev eth0, want via 2001:db8:2::12 dev eth0']);
   });
 
+  it('plan reads both families for real and prints the IPv6 changes without running them', async () => {
+    const k = new FakeKernel(['eth0', 'eth1', 'lo']);
+    const reader = new FakeRunner(k.handle);
+    const { commands, errors } = await Actuator.plan(c, 'er1', reader, null, { holdsVips: false });
+    expect(errors).toEqual([]);
+    expect(commands.find((x) => x.startsWith("ip -6 -batch - <<'EOF'\n"))).toContain('\nrule add priority 500 fwmark 1 iif eth1 lookup 101\n');
+    expect(reader.calls.some((x) => x.args.join(' ') === '-6 -j -batch -')).toBe(true);
+    expect(reader.calls.every((x) => isReadCommand(x.file, x.args))).toBe(true);
+    expect(k.tables6.size).toBe(0);
+  });
+
   it('an IPv4-only config runs no ip -6 at all', async () => {
     const v4 = dual((raw) => {
       for (const f of raw.firewalls) { delete f.ingressAddress6; delete f.egressAddress6; }
