@@ -60,9 +60,13 @@
  *    the services that name it; the firewall entries above (and so the egress tables and every other
  *    service) use the remaining checks. For each such service, rules 3–9 run again on the firewall
  *    checks plus the service's own, against its own previous entries (desired.services[name]): own
- *    hold-down, own fail-open (never the last firewall of a service), drains as above; each sentence
- *    starts with "<service>: ". Its changes count like a firewall's. A service that lost its own
- *    checks since the previous decision is a change too.
+ *    hold-down, own fail-open (never the last firewall of a service), drains as above; egressVia
+ *    stays the firewall itself; sentences name "fw1 (service web)" (still starting with the
+ *    firewall). A firewall that is not up in its own entry has that state in every service ("fw1
+ *    (service web) down: the firewall is down"), and a service's fail-open keeps only firewalls that
+ *    are up: new flows never go to a firewall whose egress table may point elsewhere. Its changes
+ *    count like a firewall's. A service that lost its own checks since the previous decision is a
+ *    change too.
  *
  * Times in sentences are UTC HH:MM:SS.mmm.
  */
@@ -99,6 +103,8 @@ type Health =
 
 interface Assessment {
   readonly fw: FirewallConfig;
+  /** How sentences name it: "fw1", or "fw1 (service web)" in a service's scope. */
+  readonly subject: string;
   readonly checks: readonly CheckVerdict[];
   /** "ignoring lb2: sees every firewall down on ingress-leg", for this firewall's checks. */
   readonly ignored: readonly string[];
@@ -121,7 +127,7 @@ export function decide(snapshot: Snapshot): Decision {
   const own = serviceCheckNames(config);
 
   // The firewall scope: checks no service names; it sets the egress tables and every service without own checks.
-  const fwScope = decideScope(snapshot, votes, ignored, (k) => !own.has(k.name), previous?.firewalls, '');
+  const fwScope = decideScope(snapshot, votes, ignored, (k) => !own.has(k.name), previous?.firewalls, null);
   let changed = previous === null || fwScope.changed;
   const reasons = [...fwScope.reasons];
   const firewalls: Record<string, DesiredFirewall> = {};
@@ -133,12 +139,12 @@ export function decide(snapshot: Snapshot): Decision {
     }
   }
 
-  // A service with checks of its own: the same policy over the firewall checks plus its own, reasons prefixed by its name.
+  // A service with checks of its own: the same policy over the firewall checks plus its own; sentences name "fw1 (service web)".
   const services: Record<string, Record<string, DesiredFirewall>> = {};
   for (const svc of config.services) {
     if (!svc.checks?.length) continue;
     const mine = new Set(svc.checks);
-    const scope = decideScope(snapshot, votes, ignored, (k) => !own.has(k.name) || mine.has(k.name), previous?.services?.[svc.name], `${svc.name}: `);
+    const scope = decideScope(snapshot, votes, ignored, (k) => !own.has(k.name) || mine.has(k.name), previous?.services?.[svc.name], svc.name, firewalls);
     services[svc.name] = scope.entries;
     if (scope.changed) changed = true;
     reasons.push(...scope.reasons);
@@ -169,14 +175,25 @@ interface ScopeResult {
   readonly changed: boolean;
 }
 
-/** Rules 3–9 for every firewall, judged on the checks `inScope` admits; `label` prefixes each sentence. */
+/**
+ * Rules 3–9 for every firewall, judged on the checks `inScope` admits. In a service's scope (`service`),
+ * egressVia stays the firewall, and a firewall the firewall scope (`outer`) has not up takes that state:
+ * a service never sends new flows to a firewall whose egress table may point elsewhere; fail-open picks
+ * only among firewalls that are up.
+ */
 function decideScope(snapshot: Snapshot, votes: Votes, ignored: Map<string, Set<string>>, inScope: (k: CheckConfig) => boolean,
-  previous: Readonly<Record<string, DesiredFirewall>> | undefined, label: string): ScopeResult {
+  previous: Readonly<Record<string, DesiredFirewall>> | undefined, service: string | null, outer?: Readonly<Record<string, DesiredFirewall>>): ScopeResult {
   const { config, now } = snapshot;
-  const assessments = config.firewalls.map((fw) => assess(snapshot, fw, votes, ignored, inScope, previous));
+  const assessments = config.firewalls.map((fw) => assess(snapshot, fw, votes, ignored, inScope, previous, service));
   const verdicts = new Map<string, Verdict>();
-  for (const a of assessments) verdicts.set(a.fw.name, { state: baseState(a), failOpen: false, failOpenSentence: null });
-  if (config.policy.allDown === 'fail-open') applyFailOpen(assessments, verdicts, previous);
+  const outerState = (a: Assessment) => outer?.[a.fw.name]?.state ?? 'up';
+  for (const a of assessments) {
+    const o = outerState(a);
+    verdicts.set(a.fw.name, o === 'up'
+      ? { state: baseState(a), failOpen: false, failOpenSentence: null }
+      : { state: o, failOpen: false, failOpenSentence: `${a.subject} ${o}: the firewall is ${o}` });
+  }
+  if (config.policy.allDown === 'fail-open') applyFailOpen(assessments.filter((a) => outerState(a) === 'up'), verdicts, previous);
 
   const order = config.firewalls.map((f) => f.name);
   const entries: Record<string, DesiredFirewall> = {};
@@ -187,14 +204,14 @@ function decideScope(snapshot: Snapshot, votes: Votes, ignored: Map<string, Set<
     const v = verdicts.get(name)!;
     const prev = previous?.[name];
     const weight = v.state === 'up' ? a.fw.weight : 0;
-    const egressVia = v.state === 'down' ? egressTarget(name, order, verdicts) : name;
+    const egressVia = v.state === 'down' && service === null ? egressTarget(name, order, verdicts) : name;
     const healthySince = v.state === 'down' && a.health.kind === 'recovering' ? a.health.healthySince : null;
     const stateChanged = prev === undefined || prev.state !== v.state;
     const failOpenChanged = (prev?.failOpen ?? false) !== v.failOpen;
     // An "assumed up" sentence is replaced once evidence arrives, so status never shows a stale assumption.
     const assumptionConfirmed = prev !== undefined && prev.reason.endsWith(ASSUMED) && a.evidence !== 'none';
     const reason = prev === undefined || stateChanged || failOpenChanged || prev.healthySince !== healthySince || assumptionConfirmed
-      ? label + sentence(a, v, snapshot)
+      ? sentence(a, v, snapshot)
       : prev.reason;
     entries[name] = { state: v.state, weight, egressVia, reason, since: stateChanged ? now : prev.since, healthySince, failOpen: v.failOpen };
     if (prev === undefined || stateChanged || failOpenChanged) {
@@ -202,10 +219,10 @@ function decideScope(snapshot: Snapshot, votes: Votes, ignored: Map<string, Set<
       reasons.push(reason);
     } else if (prev.egressVia !== egressVia) {
       changed = true;
-      reasons.push(`${label}${name} egress now via ${egressVia} (was ${prev.egressVia})`);
+      reasons.push(`${a.subject} egress now via ${egressVia} (was ${prev.egressVia})`);
     } else if (prev.weight !== weight) {
       changed = true;
-      reasons.push(`${label}${name} weight now ${weight} (was ${prev.weight})`);
+      reasons.push(`${a.subject} weight now ${weight} (was ${prev.weight})`);
     }
   }
   return { entries, reasons, changed };
@@ -327,7 +344,7 @@ function brokenObservers(config: Config, votes: Votes): Map<string, Set<string>>
 }
 
 function assess(s: Snapshot, fw: FirewallConfig, votes: Votes, ignoredByCheck: Map<string, Set<string>>, inScope: (k: CheckConfig) => boolean,
-  previous: Readonly<Record<string, DesiredFirewall>> | undefined): Assessment {
+  previous: Readonly<Record<string, DesiredFirewall>> | undefined, service: string | null): Assessment {
   const { config, now } = s;
   const nodeIndex = new Map(config.nodes.map((n, i) => [n.name, i]));
   const byNodeOrder = (a: Vote, b: Vote) => (nodeIndex.get(a.node) ?? 0) - (nodeIndex.get(b.node) ?? 0);
@@ -344,7 +361,7 @@ function assess(s: Snapshot, fw: FirewallConfig, votes: Votes, ignoredByCheck: M
     : checks.some((c) => c.result === 'ok') ? 'healthy' : 'none';
   const prev = previous?.[fw.name];
   const drainedBy = drainSentences(fw.name, s.drains, s.maintenance, now);
-  return { fw, checks, ignored, evidence, health: health(evidence, prev, now, config.timing.holdDownMs), drainedBy };
+  return { fw, subject: service ? `${fw.name} (service ${service})` : fw.name, checks, ignored, evidence, health: health(evidence, prev, now, config.timing.holdDownMs), drainedBy };
 }
 
 function fuse(check: CheckConfig, counted: readonly Vote[], leader: string): CheckVerdict {
@@ -396,7 +413,7 @@ function applyFailOpen(assessments: readonly Assessment[], verdicts: Map<string,
   const recovering = assessments.filter((a) => a.health.kind === 'recovering' && a.drainedBy.length === 0);
   if (recovering.length > 0) {
     for (const a of recovering) {
-      verdicts.set(a.fw.name, { state: 'up', failOpen: false, failOpenSentence: `${a.fw.name} returned to service before its hold-down ended: no other firewall is healthy and in service ${tail}` });
+      verdicts.set(a.fw.name, { state: 'up', failOpen: false, failOpenSentence: `${a.subject} returned to service before its hold-down ended: no other firewall is healthy and in service ${tail}` });
     }
     return;
   }
@@ -404,7 +421,7 @@ function applyFailOpen(assessments: readonly Assessment[], verdicts: Map<string,
   const drainedHealthy = assessments.filter((a) => a.health.kind !== 'failing');
   if (drainedHealthy.length > 0) {
     for (const a of drainedHealthy) {
-      verdicts.set(a.fw.name, { state: 'up', failOpen: false, failOpenSentence: `${a.fw.name} returned to service although drained: no other firewall is healthy and in service ${tail}` });
+      verdicts.set(a.fw.name, { state: 'up', failOpen: false, failOpenSentence: `${a.subject} returned to service although drained: no other firewall is healthy and in service ${tail}` });
     }
     return;
   }
@@ -414,7 +431,7 @@ function applyFailOpen(assessments: readonly Assessment[], verdicts: Map<string,
   const keep = wasUp.length > 0 ? wasUp : notDrained.length > 0 ? notDrained : assessments;
   for (const a of keep) {
     const verb = previous?.[a.fw.name]?.state === 'up' ? 'kept in service' : 'returned to service';
-    verdicts.set(a.fw.name, { state: 'up', failOpen: true, failOpenSentence: `${a.fw.name} ${verb} although failing: every firewall is failing ${tail}` });
+    verdicts.set(a.fw.name, { state: 'up', failOpen: true, failOpenSentence: `${a.subject} ${verb} although failing: every firewall is failing ${tail}` });
   }
 }
 
@@ -429,7 +446,7 @@ function egressTarget(fw: string, order: readonly string[], verdicts: Map<string
 // --- sentences ------------------------------------------------------------------------------
 
 function sentence(a: Assessment, v: Verdict, s: Snapshot): string {
-  const name = a.fw.name;
+  const name = a.subject;
   if (v.failOpenSentence !== null) return v.failOpenSentence;
   const h = a.health;
   if (v.state === 'down') {

@@ -88,6 +88,11 @@ export function formatStatus(s: StatusReport): string {
     for (const o of s.observations.filter((x) => x.firewall === fw).sort((a, b) => a.check.localeCompare(b.check) || a.node.localeCompare(b.node))) {
       out.push(`      ${o.check.padEnd(14)} from ${o.node.padEnd(8)} ${o.state.padEnd(7)} since ${time(o.since)}${o.rttMs !== null ? `  rtt ${o.rttMs.toFixed(1)} ms` : ''}${o.lastError ? `  (${o.lastError})` : ''}`);
     }
+    // Services judged by checks of their own (docs/services-ipv6.md).
+    for (const [svc, entries] of Object.entries(s.desired?.services ?? {})) {
+      const e = entries[fw];
+      if (e) out.push(`      service ${svc}: ${e.state} weight ${e.weight}${e.state !== 'up' || e.failOpen ? ` — ${e.reason}` : ''}`);
+    }
   }
   out.push('');
   out.push('nodes:');

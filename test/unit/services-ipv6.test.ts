@@ -1,12 +1,14 @@
 // Several services and IPv6 (issue #8): config rules, decide() per service, the actuator's kernel wants,
 // and the parsers on real IPv6 output (IPVS captured in the lab VM, iproute2 on the host).
+import fc from 'fast-check';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { probeJobs } from '../../checks/jobs';
-import { loadConfig, parseConfig, storePrefixIssues, STORE_KEY_KINDS, type Config } from '../../controller/config';
+import { checksFor, loadConfig, parseConfig, storePrefixIssues, STORE_KEY_KINDS, type Config } from '../../controller/config';
 import { decide, describeDesired, desiredEqual } from '../../controller/decide';
-import type { Desired } from '../../controller/types';
+import { formatStatus } from '../../controller/status';
+import type { Desired, Observation, Snapshot } from '../../controller/types';
 import { Actuator, isReadCommand, nodeWants } from '../../failover/actuator';
 import { ConntrackDriver } from '../../failover/conntrack';
 import { parseIpvsProc, parseIpvsSave, planIpvs, readIpvs, type IpvsWant } from '../../failover/ipvs';
@@ -143,8 +145,11 @@ describe('decide: a service judged by checks of its own', () => {
     expect(d.desired.firewalls.fw1).toMatchObject({ state: 'up', weight: 100, egressVia: 'fw1' });
     expect(d.desired.services!.web!.fw1).toMatchObject({ state: 'down', weight: 0 });
     expect(d.desired.services!.dns!.fw1).toMatchObject({ state: 'up', weight: 100 });
-    expect(d.reasons).toEqual(['web: fw1 down: path-http ok; path-http6 ok; ingress-leg ok; ingress-leg6 ok; egress-leg ok; egress-leg6 ok; path-https failing since 11:59:57.000 from lb1 (connection refused), lb2 (connection refused)']);
+    expect(d.reasons).toEqual(['fw1 (service web) down: path-http ok; path-http6 ok; ingress-leg ok; ingress-leg6 ok; egress-leg ok; egress-leg6 ok; path-https failing since 11:59:57.000 from lb1 (connection refused), lb2 (connection refused)']);
     expect(describeDesired(d.desired)).toContain(`service web: fw1 down weight 0 since ${'12:00:01.000'} — ${d.reasons[0]}`);
+    const status = formatStatus({ cluster: 'dual', source: 'store', now: '', leaders: {}, desired: d.desired, drains: [], observations: [], nodes: [] });
+    expect(status).toContain(`      service web: down weight 0 — ${d.reasons[0]}`);
+    expect(status).toContain('      service dns: up weight 100\n');
     // Its own hold-down: healthy again → recovering in web, back after holdDownMs.
     const rec = decide(healthy().at(T0 + 2000).previous(d.desired).build());
     expect(rec.desired.services!.web!.fw1).toMatchObject({ state: 'down', healthySince: T0 + 2000 });
@@ -155,7 +160,7 @@ describe('decide: a service judged by checks of its own', () => {
   it('a firewall-wide check failing takes the firewall out of every service and re-points its egress table', () => {
     const d = decide(healthy().see('lb1', 'fw1', 'ingress-leg', 'down').see('lb2', 'fw1', 'ingress-leg', 'down').build());
     expect(d.desired.firewalls.fw1).toMatchObject({ state: 'down', egressVia: 'fw2' });
-    expect(d.desired.services!.web!.fw1!.state).toBe('down');
+    expect(d.desired.services!.web!.fw1).toMatchObject({ state: 'down', egressVia: 'fw1' }); // egress is the firewall scope's business
     expect(d.desired.services!.dns!.fw1!.state).toBe('down');
   });
 
@@ -168,9 +173,18 @@ describe('decide: a service judged by checks of its own', () => {
     expect(d.desired.services!.web!.fw2).toMatchObject({ state: 'up', failOpen: true });
     expect(d.desired.firewalls.fw1!.failOpen).toBe(false);
     expect(d.reasons).toEqual([
-      'web: fw1 kept in service although failing: every firewall is failing and policy allDown is fail-open',
-      'web: fw2 kept in service although failing: every firewall is failing and policy allDown is fail-open',
+      'fw1 (service web) kept in service although failing: every firewall is failing and policy allDown is fail-open',
+      'fw2 (service web) kept in service although failing: every firewall is failing and policy allDown is fail-open',
     ]);
+  });
+
+  it('a firewall that is down or drained is so in every service, whatever the service checks say', () => {
+    const d = decide(healthy().drain('fw1', 'ops', 'patching').build());
+    expect(d.desired.services!.dns!.fw1).toMatchObject({ state: 'draining', weight: 0, reason: 'fw1 (service dns) draining: the firewall is draining' });
+    const d2 = decide(healthy().see('lb1', 'fw2', 'ingress-leg', 'down').see('lb2', 'fw2', 'ingress-leg', 'down').build());
+    expect(d2.desired.firewalls.fw2!.state).toBe('down');
+    expect(d2.desired.services!.web!.fw2).toMatchObject({ state: 'down', weight: 0, egressVia: 'fw2' });
+    expect(d2.reasons).toContain('fw2 (service web) down: the firewall is down');
   });
 
   it('a config without service checks decides exactly as before (no services key)', () => {
@@ -192,6 +206,36 @@ describe('decide: a service judged by checks of its own', () => {
       'service dns: no longer judged by checks of its own; it follows the firewalls\' state',
       'service web: no longer judged by checks of its own; it follows the firewalls\' state',
     ]);
+  });
+});
+
+describe('decide with service checks: properties', () => {
+  const c = dual();
+  const own = new Set(c.services.flatMap((x) => x.checks ?? []));
+  const triples = c.firewalls.flatMap((fw) => checksFor(c, fw).flatMap((k) => c.nodes.filter((n) => n.role === k.from).map((n) => ({ node: n.name, role: n.role, firewall: fw.name, check: k.name }))));
+  const obsArb = fc.array(fc.constantFrom('up' as const, 'down' as const, 'unknown' as const), { minLength: triples.length, maxLength: triples.length })
+    .map((states) => triples.map((t, i): Observation => ({ ...t, state: states[i]!, since: T0 - 5000, updatedAt: T0 - 100, streak: 1, lastError: states[i] === 'down' ? 'timeout' : null, rttMs: null })));
+  const drainArb = fc.subarray(['fw1', 'fw2']).map((fws) => fws.map((f) => ({ firewall: f, by: 'ops', reason: '', since: T0 - 1 })));
+  const policyArb = fc.constantFrom('fail-open' as const, 'fail-closed' as const);
+  const configs = { 'fail-open': c, 'fail-closed': dual((r) => (r.policy = { allDown: 'fail-closed' })) };
+  const snap = (config: Config, observations: Observation[], drains: Snapshot['drains'], previous: Desired | null, now: number): Snapshot =>
+    ({ config, now, leader: 'lb1', observations: observations.map((o) => ({ ...o, updatedAt: now - 100 })), drains, maintenance: [], previous });
+
+  it('firewall entries ignore service checks; a service never has a firewall up that is not up itself; fail-open leaves every service a firewall', () => {
+    fc.assert(fc.property(policyArb, obsArb, obsArb, drainArb, fc.integer({ min: 0, max: 20_000 }), (policy, first, second, drains, dt) => {
+      const config = configs[policy];
+      const prev = decide(snap(config, first, [], null, T0)).desired;
+      const d = decide(snap(config, second, drains, prev, T0 + dt)).desired;
+      const withoutOwn = decide(snap(config, second.filter((o) => !own.has(o.check)), drains, { ...prev, services: undefined }, T0 + dt)).desired;
+      expect(d.firewalls).toEqual(withoutOwn.firewalls);
+      for (const svc of Object.values(d.services ?? {})) {
+        for (const [fw, e] of Object.entries(svc)) {
+          if (e.state === 'up') expect(d.firewalls[fw]!.state).toBe('up');
+          expect(e.egressVia).toBe(fw);
+        }
+        if (policy === 'fail-open' && Object.values(d.firewalls).some((f) => f.state === 'up')) expect(Object.values(svc).some((e) => e.state === 'up')).toBe(true);
+      }
+    }), { numRuns: 300 });
   });
 });
 
@@ -308,6 +352,17 @@ describe('actuator: several services, dual stack', () => {
     ]);
     expect(k.conntrackFlushes).toEqual([1, 'ipv6/1']);
     expect(res.results.find((x) => x.driver === 'routes6')!.differences).toEqual(['table 101: 2001:db8:ffff::/48 via 2001:db8:2::11 dev eth0, want via 2001:db8:2::12 dev eth0']);
+  });
+
+  it('plan reads both families for real and prints the IPv6 changes without running them', async () => {
+    const k = new FakeKernel(['eth0', 'eth1', 'lo']);
+    const reader = new FakeRunner(k.handle);
+    const { commands, errors } = await Actuator.plan(c, 'er1', reader, null, { holdsVips: false });
+    expect(errors).toEqual([]);
+    expect(commands.find((x) => x.startsWith("ip -6 -batch - <<'EOF'\n"))).toContain('\nrule add priority 500 fwmark 1 iif eth1 lookup 101\n');
+    expect(reader.calls.some((x) => x.args.join(' ') === '-6 -j -batch -')).toBe(true);
+    expect(reader.calls.every((x) => isReadCommand(x.file, x.args))).toBe(true);
+    expect(k.tables6.size).toBe(0);
   });
 
   it('an IPv4-only config runs no ip -6 at all', async () => {
