@@ -1,12 +1,13 @@
 // Kernel ARP fence (design.md §4): an nftables `arp` table whose output chain drops every ARP
-// packet sent from a VIP address unless that address is in a timed set. The leader refreshes the
+// packet sent from a VIP address unless that address is in a timed set (and, for IPv6 VIPs, an `ip6`
+// table doing the same to neighbour advertisements sent from the VIP). The leader refreshes the
 // elements on each acknowledged lease renewal with a timeout that ends at its validity deadline,
 // so a frozen or killed controller's kernel stops answering ARP for the VIPs before a standby can
 // take over, although the addresses stay on its interfaces.
 //
 // Not covered: packets sent through packet sockets (arping) bypass the arp hook; an arping already
 // running when the controller freezes finishes its burst.
-import { isIPv4 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 import type { CommandRunner } from './runner';
 import { KernelCommandError, timer, type ReconcileResult } from './types';
 
@@ -36,7 +37,9 @@ export class ArpFence {
   private state_: FenceState = 'unknown';
   private readonly minTimeoutMs: number;
   private readonly mono: () => number;
+  /** IPv4 VIPs (arp table) and IPv6 VIPs (ip6 table: neighbour advertisements sent from the VIP). */
   private readonly addresses: readonly string[];
+  private readonly addresses6: readonly string[];
   private readonly minExtendMs: number;
   /** Monotonic time at which the elements expire as last set (the moment nft was started + timeout). */
   private expiresAt = Number.NEGATIVE_INFINITY;
@@ -56,16 +59,30 @@ export class ArpFence {
     this.minExtendMs = opts.minExtendMs ?? 0;
     this.maxLeadMs = opts.maxLeadMs ?? 0;
     this.mono = opts.mono ?? (() => performance.now());
-    this.addresses = [...new Set(addresses.map((a) => a.split('/')[0] ?? '').filter((a) => isIPv4(a)))];
+    const bare = [...new Set(addresses.map((a) => a.split('/')[0] ?? ''))];
+    this.addresses = bare.filter((a) => isIPv4(a));
+    this.addresses6 = bare.filter((a) => isIPv6(a));
   }
 
   get state(): FenceState {
     return this.state_;
   }
 
-  /** True when there is nothing to fence (no IPv4 VIP). */
+  /** True when there is nothing to fence (no VIP). */
   get empty(): boolean {
-    return this.addresses.length === 0;
+    return this.addresses.length === 0 && this.addresses6.length === 0;
+  }
+
+  private get all(): string {
+    return [...this.addresses, ...this.addresses6].join(', ');
+  }
+
+  /** The families present, each with its nft table family and the VIPs in it. */
+  private families(): { family: 'arp' | 'ip6'; vips: readonly string[] }[] {
+    return [
+      ...(this.addresses.length ? [{ family: 'arp' as const, vips: this.addresses }] : []),
+      ...(this.addresses6.length ? [{ family: 'ip6' as const, vips: this.addresses6 }] : []),
+    ];
   }
 
   /** Milliseconds until the elements expire as last set (0 when absent or expired); for status. */
@@ -88,8 +105,8 @@ export class ArpFence {
     return ms >= this.minTimeoutMs ? ms : 0;
   }
 
-  private elements(ms: number): string {
-    return this.addresses.map((a) => `${a} timeout ${ms}ms`).join(', ');
+  private elements(vips: readonly string[], ms: number): string {
+    return vips.map((a) => `${a} timeout ${ms}ms`).join(', ');
   }
 
   /**
@@ -121,24 +138,25 @@ export class ArpFence {
     const started = this.mono();
     const ms = this.timeoutMs();
     const t = this.table;
-    const input = [
-      `table arp ${t} {}`,
-      `delete table arp ${t}`,
-      `table arp ${t} {`,
-      '  set valid { type ipv4_addr; flags timeout; }',
+    const input = this.families().flatMap(({ family, vips }) => [
+      `table ${family} ${t} {}`,
+      `delete table ${family} ${t}`,
+      `table ${family} ${t} {`,
+      `  set valid { type ${family === 'arp' ? 'ipv4_addr' : 'ipv6_addr'}; flags timeout; }`,
       '  chain output {',
       '    type filter hook output priority 0; policy accept;',
-      '    arp saddr ip @valid accept',
-      `    arp saddr ip { ${this.addresses.join(', ')} } drop`,
+      // IPv6: solicited and unsolicited advertisements for the VIP are sent from the VIP itself.
+      ...(family === 'arp'
+        ? ['    arp saddr ip @valid accept', `    arp saddr ip { ${vips.join(', ')} } drop`]
+        : ['    icmpv6 type nd-neighbor-advert ip6 saddr @valid accept', `    icmpv6 type nd-neighbor-advert ip6 saddr { ${vips.join(', ')} } drop`]),
       '  }',
       '}',
-      ...(ms > 0 ? [`add element arp ${t} valid { ${this.elements(ms)} }`] : []),
-      '',
-    ].join('\n');
-    const cmd = await this.nft(input, `install ARP fence for ${this.addresses.join(', ')}, ${ms} ms`);
+      ...(ms > 0 ? [`add element ${family} ${t} valid { ${this.elements(vips, ms)} }`] : []),
+    ]).concat('').join('\n');
+    const cmd = await this.nft(input, `install ARP fence for ${this.all}, ${ms} ms`);
     this.state_ = 'installed';
     this.expiresAt = ms > 0 ? started + ms : started;
-    return { driver: DRIVER, differences: [`ARP fence for ${this.addresses.join(', ')} not installed`], commands: [cmd], durationMs: elapsed() };
+    return { driver: DRIVER, differences: [`ARP fence for ${this.all} not installed`], commands: [cmd], durationMs: elapsed() };
   }
 
   /**
@@ -152,15 +170,13 @@ export class ArpFence {
     const ms = this.timeoutMs();
     if (ms === 0 || started + ms - this.expiresAt < this.minExtendMs) return false;
     const t = this.table;
-    const all = this.addresses.join(', ');
     this.refreshing = true;
     try {
-      await this.nft([
-        `add element arp ${t} valid { ${all} }`,
-        `delete element arp ${t} valid { ${all} }`,
-        `add element arp ${t} valid { ${this.elements(ms)} }`,
-        '',
-      ].join('\n'), `refresh ARP fence, ${ms} ms`);
+      await this.nft(this.families().flatMap(({ family, vips }) => [
+        `add element ${family} ${t} valid { ${vips.join(', ')} }`,
+        `delete element ${family} ${t} valid { ${vips.join(', ')} }`,
+        `add element ${family} ${t} valid { ${this.elements(vips, ms)} }`,
+      ]).concat('').join('\n'), `refresh ARP fence, ${ms} ms`);
       this.expiresAt = Math.max(this.expiresAt, started + ms);
     } finally {
       this.refreshing = false;
@@ -174,7 +190,7 @@ export class ArpFence {
     if (this.empty || this.state_ === 'absent') return { driver: DRIVER, differences: [], commands: [], durationMs: elapsed() };
     const wasInstalled = this.state_ === 'installed';
     const t = this.table;
-    const cmd = await this.nft(`table arp ${t} {}\ndelete table arp ${t}\n`, 'remove ARP fence');
+    const cmd = await this.nft(this.families().map(({ family }) => `table ${family} ${t} {}\ndelete table ${family} ${t}\n`).join(''), 'remove ARP fence');
     this.state_ = 'absent';
     this.expiresAt = Number.NEGATIVE_INFINITY;
     // From 'unknown' (start-up) this only clears a table an earlier run may have left: not a change worth reporting.

@@ -27,7 +27,11 @@ describe('ArpFence', () => {
     expect(input).toContain('arp saddr ip @valid accept');
     expect(input).toContain('arp saddr ip { 192.0.2.254, 10.1.0.254 } drop');
     expect(input).toContain('add element arp sandwich_fence valid { 192.0.2.254 timeout 750ms, 10.1.0.254 timeout 750ms }');
-    expect(input).not.toContain('2001:db8');
+    // IPv6 VIPs: neighbour advertisements sent from the VIP, in an ip6 table of the same name, same transaction.
+    expect(input).toContain('table ip6 sandwich_fence {}\ndelete table ip6 sandwich_fence\n');
+    expect(input).toContain('icmpv6 type nd-neighbor-advert ip6 saddr @valid accept');
+    expect(input).toContain('icmpv6 type nd-neighbor-advert ip6 saddr { 2001:db8::1 } drop');
+    expect(input).toContain('add element ip6 sandwich_fence valid { 2001:db8::1 timeout 750ms }');
     expect(res.commands).toHaveLength(1);
     expect(f.state).toBe('installed');
     expect((await f.hold()).commands).toEqual([]);
@@ -46,6 +50,9 @@ describe('ArpFence', () => {
       'add element arp sandwich_fence valid { 192.0.2.254, 10.1.0.254 }',
       'delete element arp sandwich_fence valid { 192.0.2.254, 10.1.0.254 }',
       'add element arp sandwich_fence valid { 192.0.2.254 timeout 800ms, 10.1.0.254 timeout 800ms }',
+      'add element ip6 sandwich_fence valid { 2001:db8::1 }',
+      'delete element ip6 sandwich_fence valid { 2001:db8::1 }',
+      'add element ip6 sandwich_fence valid { 2001:db8::1 timeout 800ms }',
       '',
     ].join('\n'));
   });
@@ -66,7 +73,7 @@ describe('ArpFence', () => {
     const r = new FakeRunner();
     const f = fence(r);
     expect((await f.release()).commands).toEqual([]); // start-up clean-up of a leftover table
-    expect(r.calls[0]!.args[0]).toBe('table arp sandwich_fence {}\ndelete table arp sandwich_fence\n');
+    expect(r.calls[0]!.args[0]).toBe('table arp sandwich_fence {}\ndelete table arp sandwich_fence\ntable ip6 sandwich_fence {}\ndelete table ip6 sandwich_fence\n');
     expect((await f.release()).commands).toEqual([]);
     expect(r.calls).toHaveLength(1);
     await f.hold();
@@ -121,7 +128,7 @@ describe('ArpFence', () => {
 
   it('names the fence and the nft error when nft fails', async () => {
     const r = new FakeRunner(() => new Error('Error: Could not process rule: No such file or directory'));
-    await expect(fence(r).hold()).rejects.toThrow(/fence: install ARP fence for 192\.0\.2\.254, 10\.1\.0\.254, 750 ms failed: .*No such file/);
+    await expect(fence(r).hold()).rejects.toThrow(/fence: install ARP fence for 192\.0\.2\.254, 10\.1\.0\.254, 2001:db8::1, 750 ms failed: .*No such file/);
   });
 });
 
