@@ -101,7 +101,9 @@ class MemberGate {
     if (performance.now() < this.closedUntil) throw new MemberSkippedError(`etcd member ${this.host} skipped after ${this.failures} failure(s)`);
     try {
       const r = await fn();
+      // An answer proves the member alive, also one that arrives after a concurrent call failed.
       this.failures = 0;
+      this.closedUntil = 0;
       return r;
     } catch (e) {
       if (isMemberFailure(e)) {

@@ -9,6 +9,7 @@
 #   lab/etcd.sh kill <eN>    SIGKILL one member (a crash; SIGTERM would hand leadership over)
 #   lab/etcd.sh health       etcdctl endpoint health for all members
 # Env: ETCD_HEARTBEAT_MS (100), ETCD_ELECTION_MS (1000): etcd's defaults; lease TTL >= ~1.5 x election.
+# ETCD_GOMAXPROCS (1).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lab/lib.sh
@@ -29,7 +30,8 @@ start() {
   now > "$D/started"
   for i in 1 2 3; do
     running "e$i" && continue
-    ip netns exec etcd setsid etcd --name "e$i" --data-dir "$D/e$i" \
+    # GOMAXPROCS=1: idle Go schedulers spinning on two emulated CPUs cost the TCG VM a lot (lab/README.md).
+    ip netns exec etcd setsid env GOMAXPROCS="${ETCD_GOMAXPROCS:-1}" etcd --name "e$i" --data-dir "$D/e$i" \
       --listen-client-urls "http://10.9.0.$i:2379" --advertise-client-urls "http://10.9.0.$i:2379" \
       --listen-peer-urls "http://10.9.0.$i:2380" --initial-advertise-peer-urls "http://10.9.0.$i:2380" \
       --initial-cluster "$CLUSTER" --initial-cluster-token sandwich-lab --initial-cluster-state new \

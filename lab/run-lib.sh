@@ -24,7 +24,9 @@ APP=$LAB_RUN/app
 stage_app() {
   local t0=$EPOCHREALTIME
   rm -rf "$APP"; mkdir -p "$APP"
-  if [ -f "$LAB_OUT/vm/app.tar" ]; then   # packed by lab/vm/run.sh on the host
+  if [ -f "$LAB_OUT/vm/app/bin/sandwich" ]; then   # bundled by lab/vm/run.sh on the host
+    cp -r "$LAB_OUT/vm/app/." "$APP/"
+  elif [ -f "$LAB_OUT/vm/app.tar" ]; then   # packed by lab/vm/run.sh on the host
     tar -C "$APP" -xf "$LAB_OUT/vm/app.tar"
   else
     node "$LAB_REPO/lab/app-files.js" > "$LAB_RUN/app-files.txt"
