@@ -27,7 +27,7 @@ check() { # check <what> <command...>: record a failed essential instead of stop
 }
 
 say "demo: kernel $(uname -r), $(nproc) vCPUs (qemu TCG); timing from lab/config.lab.yaml:"
-say "  probes: path-http 1 s interval, fall/rise 3; ICMP legs 3 s (one long-lived ping each), fall/rise 2; decide on every change and every 3 s, reconcile on every change and every 15 s, hold-down 10 s, etcd lease 15 s"
+say "  probes: path-http 1 s interval, fall/rise 3; ICMP legs 3 s (one long-lived ping each), fall/rise 2; decide on every change and every 3 s, reconcile on every change and every 15 s, hold-down 10 s, etcd lease 30 s"
 lab_up "$D/vip" || { problems+=("the controllers did not bring the sandwich up"); say "FAIL: ${problems[*]}"; exit 1; }
 say "lb1 IPVS:"; ip netns exec lb1 ipvsadm -Ln | sed 's/^/    /'
 say "lb2 IPVS:"; ip netns exec lb2 ipvsadm -Ln | sed 's/^/    /'
@@ -111,7 +111,7 @@ check "the VIP ends on lb2 only" [ "$(jq -c .vipHolderAtEnd "$D/results.json")" 
   echo "Timing (lab/config.lab.yaml, slowed for the TCG VM where one exec costs 0.15-2 s): path-http"
   echo "probe every 1 s (timeout 0.8 s, fall 3, rise 3), ICMP leg probes every 3 s (one long-lived ping"
   echo "per target; fall 2, rise 2), decide on every change and every 3 s, reconcile on every"
-  echo "desired-state change and every 15 s, hold-down 10 s, etcd calls 10 s, lease 15 s, down action"
+  echo "desired-state change and every 15 s, hold-down 10 s, etcd calls 10 s, lease 30 s, down action"
   echo "quiesce (weight 0 under sh-fallback)."
   echo
   cat "$D/table.md"

@@ -132,7 +132,7 @@ lab_up() {
   "$LAB_REPO/lab/topo.sh" up
   wait "$stage" || return 1
   # etcd's default 100/1000 ms heartbeat/election flaps leadership in the starved VM
-  # ("leader failed to send out heartbeat on time"); the lease TTL (15 s) stays above 1.5 x election.
+  # ("leader failed to send out heartbeat on time"); the lease TTL (30 s) stays above 1.5 x election.
   # One member by default: three idle members alone took 33-100 % of a vCPU in TCG (lab/README.md).
   say "starting etcd ($ETCD_N member(s), heartbeat ${ETCD_HEARTBEAT_MS:-300} ms, election ${ETCD_ELECTION_MS:-3000} ms)"
   ETCD_MEMBERS=$ETCD_N ETCD_HEARTBEAT_MS=${ETCD_HEARTBEAT_MS:-300} ETCD_ELECTION_MS=${ETCD_ELECTION_MS:-3000} "$LAB_REPO/lab/etcd.sh" start
