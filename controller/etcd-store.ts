@@ -119,6 +119,7 @@ class MemberGate {
     if (this.closed && !this.all.every((g) => g.closed)) throw new MemberSkippedError(`etcd member ${this.host} skipped after ${this.failures} failure(s)`);
     try {
       const r = await fn();
+      // An answer proves the member alive, also one that arrives after a concurrent call failed.
       this.failures = 0;
       this.closedUntil = 0;
       return r;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A 3-member etcd cluster in the lab's etcd namespace on the management net: members e1 e2 e3
-# at http://10.9.0.{1,2,3}:2379 (config.lab.yaml's store.endpoints). Data in $LAB_RUN/etcd
+# etcd in the lab's etcd namespace on the management net: members e1 e2 e3 at
+# http://10.9.0.{1,2,3}:2379 (config.lab.yaml's store.endpoints), or e1 alone (ETCD_MEMBERS=1). Data in $LAB_RUN/etcd
 # (tmpfs), logs in $LAB_LOGS/etcd-eN.log.
 #
 #   lab/etcd.sh start        start every member that is not running, wait until all are healthy
@@ -9,14 +9,19 @@
 #   lab/etcd.sh kill <eN>    SIGKILL one member (a crash; SIGTERM would hand leadership over)
 #   lab/etcd.sh health       etcdctl endpoint health for all members
 # Env: ETCD_HEARTBEAT_MS (100), ETCD_ELECTION_MS (1000): etcd's defaults; lease TTL >= ~1.5 x election.
+# ETCD_GOMAXPROCS (1). ETCD_MEMBERS (3): 1 runs e1 alone.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lab/lib.sh
 . "$HERE/lib.sh"
 export ETCDCTL_API=3
 D=$LAB_RUN/etcd
-ENDPOINTS=http://10.9.0.1:2379,http://10.9.0.2:2379,http://10.9.0.3:2379
-CLUSTER=e1=http://10.9.0.1:2380,e2=http://10.9.0.2:2380,e3=http://10.9.0.3:2380
+N=${ETCD_MEMBERS:-3}   # 1 or 3: e1 alone, or e1 e2 e3
+[[ $N =~ ^[13]$ ]] || { echo "etcd.sh: ETCD_MEMBERS must be 1 or 3, got \"$N\"" >&2; exit 2; }
+ENDPOINTS='' CLUSTER=''
+for ((i = 1; i <= N; i++)); do
+  ENDPOINTS=$ENDPOINTS${ENDPOINTS:+,}http://10.9.0.$i:2379; CLUSTER=$CLUSTER${CLUSTER:+,}e$i=http://10.9.0.$i:2380
+done
 die() { echo "etcd.sh: $*" >&2; exit 2; }
 running() { [ -f "$D/$1.pid" ] && kill -0 "$(cat "$D/$1.pid")" 2>/dev/null; }
 ctl() { etcdctl "$@"; }   # from the root namespace: 10.9.0.254 on bridge brm
@@ -27,9 +32,10 @@ start() {
   mkdir -p "$D" "$LAB_LOGS"
   local i
   now > "$D/started"
-  for i in 1 2 3; do
+  for ((i = 1; i <= N; i++)); do
     running "e$i" && continue
-    ip netns exec etcd setsid etcd --name "e$i" --data-dir "$D/e$i" \
+    # GOMAXPROCS=1: idle Go schedulers spinning on two emulated CPUs cost the TCG VM a lot (lab/README.md).
+    ip netns exec etcd setsid env GOMAXPROCS="${ETCD_GOMAXPROCS:-1}" etcd --name "e$i" --data-dir "$D/e$i" \
       --listen-client-urls "http://10.9.0.$i:2379" --advertise-client-urls "http://10.9.0.$i:2379" \
       --listen-peer-urls "http://10.9.0.$i:2380" --initial-advertise-peer-urls "http://10.9.0.$i:2380" \
       --initial-cluster "$CLUSTER" --initial-cluster-token sandwich-lab --initial-cluster-state new \
@@ -46,7 +52,7 @@ wait_healthy() {
     [ "$(el "$t0" "$(now)" | cut -d. -f1)" -lt "$limit" ] || die "etcd not healthy after $limit s; see $LAB_LOGS/etcd-e*.log"
     sleep 0.5
   done
-  log "etcd: 3 members healthy in $(el "$t0" "$(now)")s ($ENDPOINTS)"
+  log "etcd: $N member(s) healthy in $(el "$t0" "$(now)")s ($ENDPOINTS)"
 }
 stop() {
   local i

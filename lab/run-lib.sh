@@ -14,9 +14,15 @@ say() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }   # narration for the 
 mark() { printf '{"t":%s,"name":"%s","detail":"%s"}\n' "$EPOCHREALTIME" "$2" "${3:-}" >> "$1"; }
 
 # The lab config with its lab/out/ paths pointing at $LAB_OUT (the repo is read-only in the VM).
+# With one etcd member (LAB_ETCD_MEMBERS=1, the default) the endpoints list is cut to e1.
+ETCD_N=${LAB_ETCD_MEMBERS:-1}
 write_config() {
   mkdir -p "$LAB_RUN"
   sed "s#lab/out/#$LAB_OUT/#g" "$LAB_REPO/lab/config.lab.yaml" > "$CFG"
+  if [ "$ETCD_N" = 1 ]; then
+    sed -i 's#^  endpoints: \[http://10.9.0.1:2379, http://10.9.0.2:2379, http://10.9.0.3:2379\]#  endpoints: [http://10.9.0.1:2379]#' "$CFG"
+    grep -q '^  endpoints: \[http://10.9.0.1:2379\]' "$CFG" || { echo "write_config: could not set one etcd endpoint in $CFG" >&2; return 1; }
+  fi
 }
 
 # The CLI and its run-time dependencies copied to tmpfs (lab/app-files.js says why).
@@ -24,7 +30,9 @@ APP=$LAB_RUN/app
 stage_app() {
   local t0=$EPOCHREALTIME
   rm -rf "$APP"; mkdir -p "$APP"
-  if [ -f "$LAB_OUT/vm/app.tar" ]; then   # packed by lab/vm/run.sh on the host
+  if [ -f "$LAB_OUT/vm/app/bin/sandwich" ]; then   # bundled by lab/vm/run.sh on the host
+    cp -r "$LAB_OUT/vm/app/." "$APP/"
+  elif [ -f "$LAB_OUT/vm/app.tar" ]; then   # packed by lab/vm/run.sh on the host
     tar -C "$APP" -xf "$LAB_OUT/vm/app.tar"
   else
     node "$LAB_REPO/lab/app-files.js" > "$LAB_RUN/app-files.txt"
@@ -124,9 +132,10 @@ lab_up() {
   "$LAB_REPO/lab/topo.sh" up
   wait "$stage" || return 1
   # etcd's default 100/1000 ms heartbeat/election flaps leadership in the starved VM
-  # ("leader failed to send out heartbeat on time"); the lease TTL (8 s) stays above 1.5 x election.
-  say "starting etcd (3 members, heartbeat ${ETCD_HEARTBEAT_MS:-300} ms, election ${ETCD_ELECTION_MS:-3000} ms)"
-  ETCD_HEARTBEAT_MS=${ETCD_HEARTBEAT_MS:-300} ETCD_ELECTION_MS=${ETCD_ELECTION_MS:-3000} "$LAB_REPO/lab/etcd.sh" start
+  # ("leader failed to send out heartbeat on time"); the lease TTL (30 s) stays above 1.5 x election.
+  # One member by default: three idle members alone took 33-100 % of a vCPU in TCG (lab/README.md).
+  say "starting etcd ($ETCD_N member(s), heartbeat ${ETCD_HEARTBEAT_MS:-300} ms, election ${ETCD_ELECTION_MS:-3000} ms)"
+  ETCD_MEMBERS=$ETCD_N ETCD_HEARTBEAT_MS=${ETCD_HEARTBEAT_MS:-300} ETCD_ELECTION_MS=${ETCD_ELECTION_MS:-3000} "$LAB_REPO/lab/etcd.sh" start
   watch_start "$1"
   say "starting sandwich run for er1 and lb1 (a node process takes a minute or more to start in this VM)"
   node_start er1; node_start lb1

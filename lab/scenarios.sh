@@ -133,7 +133,7 @@ sc_leader-kill() {
   local from to t; from=$(holder); to=$(other "$from")
   t=$EPOCHREALTIME; mark "$M" "phase:kill" "kill -9 $from's controller"
   node_signal "$from" KILL
-  need "$to takes the VIP group" wait_until 120 "VIP on $to" has_vip "$to" > /dev/null && note "$to holds the VIP $(took "$t")s after the kill (lease TTL 8 s)"
+  need "$to takes the VIP group" wait_until 120 "VIP on $to" has_vip "$to" > /dev/null && note "$to holds the VIP $(took "$t")s after the kill (lease TTL 30 s)"
   POLL=1 need "traffic through $to" wait_until 90 "30 good requests" loadgen_ok_since "$R" "$t" 30 > /dev/null && note "traffic good $(took "$t")s after the kill"
   has_vip "$from" && note "$from still has the VIP addresses (its controller is dead; the ARP fence is what keeps it silent)"
   t=$EPOCHREALTIME; mark "$M" "phase:restart" "$from's controller restarted"
@@ -179,7 +179,7 @@ watch_stop
   echo
   echo "Load per scenario: ${SCEN_RATE:-10} new HTTP requests/s (2 s timeout) from 25 client addresses + 6 long-lived"
   echo "keep-alive connections (1 request/s). Timing: lab/config.lab.yaml (probes 1 s / fall 3 / rise 3, ICMP legs 3 s,"
-  echo "decide 1 s, reconcile 5 s + on change, hold-down 10 s, lease 8 s)."
+  echo "decide on change + every 3 s, reconcile on change + every 15 s, hold-down 10 s, lease 30 s)."
   echo
   echo "| scenario | phase | what | requests | failed | until every new request succeeds (s) | long-lived lost / alive | dual-VIP (s) | VIP holder at end |"
   echo "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"

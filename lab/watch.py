@@ -1,6 +1,7 @@
 """Watches one LB namespace without spawning anything (an exec costs 0.15-2 s in the TCG VM):
-every --every seconds, whether the namespace holds the gateway VIP (bind() to it succeeds only
-when the address is local) and the weights of fw1/fw2 in IPVS service FWM 1 (/proc/net/ip_vs).
+every --every seconds whether the namespace holds the gateway VIP (bind() to it succeeds only
+when the address is local), every --weights-every seconds the weights of fw1/fw2 in IPVS service
+FWM 1 (/proc/net/ip_vs; the VM has no CPU to spare for reading it 10 times a second).
 Writes the current state to --state as one line "<vip 0|1> <fw1 weight|-> <fw2 weight|->"
 (replaced atomically) and a JSON line to --out at start and at every change:
 {"t": <unix s>, "node": name, "vip": bool, "w": [fw1, fw2]}. Stops when --stop-file exists.
@@ -19,6 +20,7 @@ p.add_argument("--state", required=True)
 p.add_argument("--vip", default="192.0.2.254")
 p.add_argument("--reals", default="10.1.0.11,10.1.0.12")
 p.add_argument("--every", type=float, default=0.1)
+p.add_argument("--weights-every", type=float, default=0.5)
 p.add_argument("--max", type=float, default=3600)
 p.add_argument("--stop-file")
 a = p.parse_args()
@@ -56,9 +58,12 @@ def weights() -> list:
 
 end = time.monotonic() + a.max
 last = None
+w, w_at = None, 0.0
 with open(a.out, "a", buffering=1) as out:
     while time.monotonic() < end and not (a.stop_file and os.path.exists(a.stop_file)):
-        cur = (holds(), weights())
+        if time.monotonic() - w_at >= a.weights_every:
+            w, w_at = weights(), time.monotonic()
+        cur = (holds(), w)
         if cur != last:
             out.write(json.dumps({"t": round(time.time(), 3), "node": a.name, "vip": cur[0], "w": cur[1]}) + "\n")
             with open(a.state + ".tmp", "w") as f:

@@ -16,7 +16,8 @@ ROOT_MODULES=(virtio_pci 9pnet_virtio 9p)
 
 die() { echo "build-initrd: $*" >&2; exit 1; }
 [ -x "$BUSYBOX" ] || die "$BUSYBOX missing (apt-get install busybox-static)"
-"$BUSYBOX" --list | grep -qx insmod || die "$BUSYBOX has no insmod applet"
+# grep without -q: an early exit would SIGPIPE busybox and fail the pipeline (pipefail).
+"$BUSYBOX" --list | grep -x insmod > /dev/null || die "$BUSYBOX has no insmod applet"
 ldd "$BUSYBOX" >/dev/null 2>&1 && die "$BUSYBOX is dynamically linked; the initramfs needs busybox-static"
 command -v cpio >/dev/null || die "cpio missing (apt-get install cpio)"
 

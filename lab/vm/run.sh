@@ -8,7 +8,7 @@
 # shared dir at its host path, the script runs as root from the current directory (if visible,
 # else the repo root) with LAB_OUT, LAB_REPO, LAB_IN_VM=1 and every LAB_* variable of the caller.
 # The console goes to stdout and to $LAB_OUT/console.log; the guest's dmesg to $LAB_OUT/dmesg.log.
-# Env: MEM (MiB, 1536), SMP (2), ROOTCACHE (loose|none), KVER (default: newest with IPVS).
+# Env: MEM (MiB, 1536), SMP (2), CPU (qemu -cpu model, max), ROOTCACHE (loose|none), KVER (default: newest with IPVS).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -50,13 +50,19 @@ flock -n 9 || die "another lab VM is running with $LAB_OUT (set LAB_OUT to use a
 t_start=$(date +%s.%N)
 initrd=$("$HERE/build-initrd.sh")
 t_initrd=$(date +%s.%N)
-# The controller (bin/, dist/) and its run-time dependencies in one tar for the lab scripts
-# (lab/run-lib.sh stage_app): one 9p stream instead of ~1700 small files, minutes faster in TCG.
+# The controller for the lab scripts (lab/run-lib.sh stage_app): one bundled file with its V8 code
+# cache (lab/vm/bundle.js); without esbuild, bin/, dist/ and the run-time dependencies in one tar
+# (one 9p stream instead of ~1700 small files).
 if [ -f "$REPO/dist/controller/cli.js" ] && command -v node > /dev/null; then
   mkdir -p "$LAB_OUT/vm"
-  (cd "$REPO" && node lab/app-files.js > "$LAB_OUT/vm/app-files.txt" \
-    && tar -cf "$LAB_OUT/vm/app.tar.tmp" -T "$LAB_OUT/vm/app-files.txt" && mv "$LAB_OUT/vm/app.tar.tmp" "$LAB_OUT/vm/app.tar") \
-    || echo "run.sh: could not pack the controller for the VM (lab/app-files.js); lab scripts will copy file by file" >&2
+  rm -rf "$LAB_OUT/vm/app" "$LAB_OUT/vm/app.tar"
+  if ! (cd "$REPO" && node lab/vm/bundle.js "$LAB_OUT/vm/app" > /dev/null); then
+    rm -rf "$LAB_OUT/vm/app"
+    echo "run.sh: could not bundle the controller (lab/vm/bundle.js); packing its files instead" >&2
+    (cd "$REPO" && node lab/app-files.js > "$LAB_OUT/vm/app-files.txt" \
+      && tar -cf "$LAB_OUT/vm/app.tar.tmp" -T "$LAB_OUT/vm/app-files.txt" && mv "$LAB_OUT/vm/app.tar.tmp" "$LAB_OUT/vm/app.tar") \
+      || echo "run.sh: could not pack the controller for the VM (lab/app-files.js); lab scripts will copy file by file" >&2
+  fi
 fi
 
 cwd=$PWD
@@ -75,7 +81,7 @@ visible "$cwd" || cwd=$REPO
 rm -f "$LAB_OUT/.vm-rc" "$LAB_OUT/.vm-started"
 
 set +e
-timeout -k 5 "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -m "${MEM:-1536}" -smp "${SMP:-2}" \
+timeout -k 5 "$timeout_s" qemu-system-x86_64 -accel tcg -cpu "${CPU:-max}" -m "${MEM:-1536}" -smp "${SMP:-2}" \
   -nic none -display none -monitor none -serial stdio -no-reboot \
   -kernel "/boot/vmlinuz-$KVER" -initrd "$initrd" \
   -append "console=ttyS0 quiet panic=-1 lab.repo=$REPO lab.out=$LAB_OUT lab.rootcache=${ROOTCACHE:-loose}" \
