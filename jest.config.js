@@ -17,7 +17,10 @@ module.exports = {
     // etcd fault scenarios with two LB controllers, once per leadership profile (docs/coordination.md).
     { ...base, displayName: 'coordination', testMatch: ['<rootDir>/test/integration/coordination-*.test.ts'] },
     { ...base, displayName: 'system', testMatch: ['<rootDir>/test/system/**/*.test.ts'] },
-    // Real IPVS: each test boots the Debian kernel in qemu (lab/vm/run.sh).
-    { ...base, displayName: 'lab', testMatch: ['<rootDir>/test/lab/**/*.test.ts'] },
+    // Lab tooling: the load generator and the analyzer.
+    { ...base, displayName: 'lab', testMatch: ['<rootDir>/test/lab/**/*.test.ts'], testPathIgnorePatterns: ['/vm-scenarios\\.test\\.ts$'] },
+    // The VM scenario subset (fw1-blackhole, drift, failover, leader-kill in one VM boot, ≤ 30 min): not in
+    // scripts/test until it has passed on this machine (docs/lab-results.md). Run: npm run test:vm.
+    { ...base, displayName: 'vm', testMatch: ['<rootDir>/test/lab/vm-scenarios.test.ts'] },
   ],
 };
