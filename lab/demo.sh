@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The narrated demo, inside the VM:   lab/vm/run.sh lab/demo.sh [timeout_s]
-# The sandwich without real servers, 3-member etcd, `sandwich run` on lb1, lb2, er1 (the
+# The sandwich without real servers, etcd (one member; LAB_ETCD_MEMBERS=3 for three), `sandwich run` on lb1, lb2, er1 (the
 # controllers add the real servers and the VIP group) -> load (DEMO_RATE new requests/s, default 10, from 25 client
 # addresses + 6 long-lived connections) -> (a) fw1 black-holed: the controllers quiesce fw1 on
 # both LBs and point er1's table 101 at fw2; fw1 restored: back after the hold-down -> (b) manual
@@ -104,7 +104,7 @@ check "the VIP ends on lb2 only" [ "$(jq -c .vipHolderAtEnd "$D/results.json")" 
   echo "# sandwich lab demo — $(date -u +%Y-%m-%dT%H:%MZ), kernel $(uname -r), qemu TCG, 2 vCPUs"
   echo
   echo "Real IPVS (fwmark 1, sh) on lb1/lb2, stateful iptables firewalls fw1/fw2, egress router er1"
-  echo "(CONNMARK + MAC marks, tables 101/102), 3-member etcd, \`sandwich run\` on lb1, lb2, er1."
+  echo "(CONNMARK + MAC marks, tables 101/102), ${ETCD_N}-member etcd, \`sandwich run\` on lb1, lb2, er1."
   echo "Load: $RATE new HTTP requests/s (one connection each, 2 s timeout) from 25 client addresses,"
   echo "plus 6 long-lived keep-alive connections (1 request/s each)."
   echo
