@@ -9,6 +9,8 @@ const base = {
   transformIgnorePatterns: [],
   testEnvironment: 'node',
   moduleFileExtensions: ['ts', 'js', 'mjs', 'json'],
+  // The lab's output holds a copy of the app (the VM's bundle): not a module of this project.
+  modulePathIgnorePatterns: ['<rootDir>/lab/out/'],
 };
 module.exports = {
   projects: [
