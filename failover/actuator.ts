@@ -259,7 +259,8 @@ export class Actuator {
     this.log = opts.log ?? silentLog;
     const d = { verify: opts.verify ?? true, log: this.log };
     this.sysctl = new SysctlDriver(runner, d);
-    this.ipvs = new IpvsDriver(runner, { ...d, fixOrder: opts.fixOrder ?? false });
+    // On by default: both LBs must keep the config's real-server order, or an LB failover re-hashes every flow.
+    this.ipvs = new IpvsDriver(runner, { ...d, fixOrder: opts.fixOrder ?? true });
     this.addresses = new AddressesDriver(runner, d);
     this.routes = new RoutesDriver(runner, d);
     this.routes6 = new RoutesDriver(runner, { ...d, family: 6 });
