@@ -21,8 +21,8 @@ module.exports = {
     { ...base, displayName: 'system', testMatch: ['<rootDir>/test/system/**/*.test.ts'] },
     // Lab tooling: the load generator and the analyzer.
     { ...base, displayName: 'lab', testMatch: ['<rootDir>/test/lab/**/*.test.ts'], testPathIgnorePatterns: ['/vm-scenarios\\.test\\.ts$'] },
-    // The VM scenario subset (fw1-blackhole, drift, failover, leader-kill in one VM boot, ≤ 30 min): not in
-    // scripts/test until it has passed on this machine (docs/lab-results.md). Run: npm run test:vm.
+    // The VM scenario subset (fw1-blackhole, drift, failover, leader-kill in one VM boot, ~5 min on a quiet
+    // host, bounded at 30 min): real IPVS in qemu. In scripts/test; alone: npm run test:vm.
     { ...base, displayName: 'vm', testMatch: ['<rootDir>/test/lab/vm-scenarios.test.ts'] },
   ],
 };
