@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The narrated demo, inside the VM:   lab/vm/run.sh lab/demo.sh [timeout_s]
-# The sandwich without real servers, etcd (one member; LAB_ETCD_MEMBERS=3 for three), `sandwich run` on lb1, lb2, er1 (the
+# The sandwich without real servers, a 3-member etcd (LAB_ETCD_MEMBERS=1 for one), `sandwich run` on lb1, lb2, er1 (the
 # controllers add the real servers and the VIP group) -> load (DEMO_RATE new requests/s, default 10, from 25 client
 # addresses + 6 long-lived connections) -> (a) fw1 black-holed: the controllers quiesce fw1 on
 # both LBs and point er1's table 101 at fw2; fw1 restored: back after the hold-down -> (b) manual

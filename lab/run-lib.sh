@@ -14,8 +14,8 @@ say() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }   # narration for the 
 mark() { printf '{"t":%s,"name":"%s","detail":"%s"}\n' "$EPOCHREALTIME" "$2" "${3:-}" >> "$1"; }
 
 # The lab config with its lab/out/ paths pointing at $LAB_OUT (the repo is read-only in the VM).
-# With one etcd member (LAB_ETCD_MEMBERS=1, the default) the endpoints list is cut to e1.
-ETCD_N=${LAB_ETCD_MEMBERS:-1}
+# Three etcd members by default; LAB_ETCD_MEMBERS=1 (lighter on a loaded host) cuts the endpoints list to e1.
+ETCD_N=${LAB_ETCD_MEMBERS:-3}
 write_config() {
   mkdir -p "$LAB_RUN"
   sed "s#lab/out/#$LAB_OUT/#g" "$LAB_REPO/lab/config.lab.yaml" > "$CFG"
@@ -172,6 +172,11 @@ loadgen_stop() {
   kill "$p" 2>/dev/null || true
 }
 # loadgen_ok_since <file> <unix_t> <n>: the last n requests started after t all succeeded.
+# loadgen_long_up <requests.jsonl> <n>: n long-lived connections have answered at least once.
+loadgen_long_up() {
+  grep -F '"k":"long"' "$1" 2>/dev/null | grep -F '"ok":true' | grep -o '"src":"[^"]*"' | sort -u | wc -l | awk -v n="$2" '{ exit ($1 >= n) ? 0 : 1 }'
+}
+
 loadgen_ok_since() {
   tail -n 400 "$1" | awk -v t="$2" -v n="$3" -F'[:,]' '/"k":"req"/ { tt = $4 + 0; if (tt >= t) { c++; ok[c] = ($8 == "true") } }
     END { if (c < n) exit 1; for (i = c - n + 1; i <= c; i++) if (!ok[i]) exit 1; exit 0 }'

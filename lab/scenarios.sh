@@ -148,7 +148,10 @@ run_scenario() {
   POLL=1 wait_until 200 "normal state before $SC (both firewalls at 100 on both LBs, one VIP holder)" normal > /dev/null \
     || { problems+=("not back to normal before the scenario"); }
   loadgen_start "$R" 400 --rate "${SCEN_RATE:-10}" --first 10 --last 34 --long 6
-  sleep 6
+  # The baseline starts once the load flows: every long-lived connection has answered.
+  POLL=1 wait_until 60 "6 long-lived connections up" loadgen_long_up "$R" 6 > /dev/null \
+    || problems+=("long-lived connections not up before the fault")
+  sleep 2
   mark "$M" "phase:baseline" "holder $(holder)"
   sleep 4
   "sc_$SC" || true
