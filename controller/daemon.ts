@@ -3,7 +3,7 @@ import { ProbeEngine } from '../checks/engine';
 import { probeJobs } from '../checks/jobs';
 import { probeFactory } from '../checks/probes';
 import { Actuator } from '../failover/actuator';
-import { ExecRunner } from '../failover/runner';
+import { ExecRunner, ExecSpawner } from '../failover/runner';
 import { createApiHandler, readToken, startApi, type ApiServer } from './api';
 import { ConfigError, eventLogPath, nodeByName, type Config } from './config';
 import { EtcdStore, type EtcdStoreEvent } from './etcd-store';
@@ -58,6 +58,7 @@ export async function runDaemon(config: Config, nodeName: string): Promise<numbe
   const actuator = new Actuator(config, nodeName, runner, {
     canAnnounce: () => canAnnounce(),
     fenceUntil: () => fenceUntil(),
+    spawner: new ExecSpawner(),
     log: ({ level, driver, message, durationMs }) => events.emit({ event: 'vip', level, node: nodeName, driver, reason: message, ...(typeof durationMs === 'number' ? { durationMs } : {}) }),
   });
   const node = new NodeController({
@@ -108,6 +109,7 @@ export async function runDaemon(config: Config, nodeName: string): Promise<numbe
     await node.stop(why);
   } finally {
     stopWatchdog();
+    await actuator.fence?.close();
     await api?.close();
     await store.close().catch(() => undefined);
     await events.close();

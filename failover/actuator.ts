@@ -8,7 +8,7 @@ import { ConntrackDriver } from './conntrack';
 import { ArpFence } from './fence';
 import { IpvsDriver, type IpvsServiceWant, type IpvsWant } from './ipvs';
 import { RoutesDriver, type RouteWant, type RoutesResult, type RoutesWant, type RuleWant } from './routes';
-import { PlanRunner, type CommandRunner } from './runner';
+import { PlanRunner, type CommandRunner, type ProcessSpawner } from './runner';
 import { SysctlDriver, type SysctlWant } from './sysctl';
 import { ManualTimers, type Timers } from './timers';
 import { DriverError, DriverInputError, silentLog, timer, type DriverLog, type ReconcileResult } from './types';
@@ -28,6 +28,8 @@ export interface ActuatorOptions {
    * ARP fence (failover/fence.ts), whose elements expire at this deadline unless refreshFence() extends them.
    */
   fenceUntil?: () => number;
+  /** The fence's refreshes go to one long-lived `nft -i` started through this (default: one nft per refresh). */
+  spawner?: ProcessSpawner;
 }
 
 export interface ReconcileOptions {
@@ -270,7 +272,11 @@ export class Actuator {
     const windowMs = config.store.kind !== 'etcd' ? 0 : fast ? fast.takeoverAfterMs - fast.marginMs : config.store.leaseTtlS * 1000 * 0.75;
     // Fast profile: refresh when at least a third of the validity window is gained (not on every ~100 ms renewal).
     // Both: end the elements early by the host's recent nft latency, at most a quarter of the window.
-    const fenceOpts = { maxLeadMs: Math.floor(windowMs / 4), ...(fast ? { minExtendMs: Math.floor(windowMs / 3) } : {}) };
+    const fenceOpts = {
+      maxLeadMs: Math.floor(windowMs / 4),
+      ...(fast ? { minExtendMs: Math.floor(windowMs / 3) } : {}),
+      ...(opts.spawner ? { spawner: opts.spawner, sessionTimeoutMs: config.timing.commandTimeoutMs } : {}),
+    };
     const fence = opts.fenceUntil ? new ArpFence(runner, this.vips.flatMap((v) => v.group.addresses.map((a) => a.address)), opts.fenceUntil, fenceOpts) : null;
     this.fence = fence && !fence.empty ? fence : null;
   }
@@ -314,9 +320,10 @@ export class Actuator {
     return this.fence?.state === 'installed' ? this.fence.remainingMs() : null;
   }
 
-  /** Stops ARP timers without touching the kernel (tests, plan). */
+  /** Stops ARP timers and the fence's long-lived nft without touching the kernel (shutdown, tests, plan). */
   close(): void {
     for (const v of this.vips) v.close();
+    void this.fence?.close();
   }
 
   /** Resolves when background ARP runs have finished. */

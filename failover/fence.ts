@@ -8,7 +8,7 @@
 // Not covered: packets sent through packet sockets (arping) bypass the arp hook; an arping already
 // running when the controller freezes finishes its burst.
 import { isIPv4, isIPv6 } from 'node:net';
-import type { CommandRunner } from './runner';
+import type { CommandRunner, LineProcess, ProcessSpawner } from './runner';
 import { KernelCommandError, timer, type ReconcileResult } from './types';
 
 export interface ArpFenceOptions {
@@ -25,6 +25,84 @@ export interface ArpFenceOptions {
   minExtendMs?: number;
   /** Upper bound of the lead below (ms); default 0 = no lead. */
   maxLeadMs?: number;
+  /**
+   * Refreshes go to one long-lived `nft -e -i` started through this spawner (no process start per
+   * refresh); without it, or after that process failed, each refresh runs its own nft.
+   */
+  spawner?: ProcessSpawner;
+  /** Deadline of one refresh through the long-lived nft (ms); default 2000. */
+  sessionTimeoutMs?: number;
+}
+
+/**
+ * One long-lived `nft -e -i`: each line written is parsed and committed as one transaction as soon
+ * as nft reads it; with --echo, a committed transaction that adds something ends with a line
+ * "# new generation N …". One transaction at a time. On an error, a missing answer or an exit, the
+ * process is killed (SIGKILL: a transaction still in its pipe must not be applied later) and the
+ * next apply starts a new one. It also exits by itself when this process dies (end of its stdin).
+ */
+export class NftSession {
+  private proc: LineProcess | null = null;
+  private pending: ((error?: Error) => void) | null = null;
+
+  constructor(private readonly spawner: ProcessSpawner, private readonly timeoutMs = 2000) {}
+
+  get running(): boolean {
+    return this.proc !== null;
+  }
+
+  /** Commits `commands` (nft commands separated by ';', at least one of them an add). */
+  apply(commands: string): Promise<void> {
+    if (/[\r\n]/.test(commands)) return Promise.reject(new Error('nft session: one line per transaction'));
+    if (this.pending) return Promise.reject(new Error('nft session: a transaction is still running'));
+    const proc = this.proc ?? this.start();
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => this.fail(proc, new Error(`nft -i: no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
+      this.pending = (error) => {
+        clearTimeout(timer);
+        this.pending = null;
+        if (error) reject(error);
+        else resolve();
+      };
+      if (!proc.write(`${commands}\n`)) this.fail(proc, new Error('nft -i: its standard input is closed'));
+    });
+  }
+
+  /** Ends the process (EOF on its stdin lets it exit; SIGTERM/SIGKILL if it does not). */
+  async close(): Promise<void> {
+    const proc = this.proc;
+    this.proc = null;
+    this.pending?.(new Error('nft session closed'));
+    if (proc) await proc.stop(500);
+  }
+
+  private start(): LineProcess {
+    const errors: string[] = [];
+    const proc: LineProcess = this.spawner.spawnLines('nft', ['-e', '-i'], {
+      onStdoutLine: (line) => {
+        if (this.proc === proc && /^# new generation \d+/.test(line)) this.pending?.();
+      },
+      onStderrLine: (line) => {
+        if (this.proc !== proc) return;
+        errors.push(line);
+        if (/^Error/.test(line)) this.fail(proc, new Error(`nft -i: ${line}`));
+      },
+    }, { stdin: true });
+    this.proc = proc;
+    void proc.exited.then((x) => {
+      if (this.proc !== proc) return;
+      const why = x.error ?? `exited (${x.signal ?? `code ${x.code}`})${errors.length ? `: ${errors.slice(-2).join(' | ')}` : ''}`;
+      this.fail(proc, new Error(`nft -i ${why}`));
+    });
+    return proc;
+  }
+
+  private fail(proc: LineProcess, error: Error): void {
+    if (this.proc !== proc) return;
+    this.proc = null;
+    proc.kill();
+    this.pending?.(error);
+  }
 }
 
 export type FenceState = 'unknown' | 'installed' | 'absent';
@@ -47,6 +125,7 @@ export class ArpFence {
   /** Wall time of the last nft runs (ms, spawn to exit): an upper bound of how late an element was applied. */
   private readonly recentNftMs: number[] = [];
   private readonly maxLeadMs: number;
+  private readonly session: NftSession | null;
 
   /**
    * @param addresses the VIPs (IPv4, with or without /prefix; others are ignored)
@@ -59,6 +138,7 @@ export class ArpFence {
     this.minExtendMs = opts.minExtendMs ?? 0;
     this.maxLeadMs = opts.maxLeadMs ?? 0;
     this.mono = opts.mono ?? (() => performance.now());
+    this.session = opts.spawner ? new NftSession(opts.spawner, opts.sessionTimeoutMs) : null;
     const bare = [...new Set(addresses.map((a) => a.split('/')[0] ?? ''))];
     this.addresses = bare.filter((a) => isIPv4(a));
     this.addresses6 = bare.filter((a) => isIPv6(a));
@@ -115,11 +195,12 @@ export class ArpFence {
    * stdin, a controller frozen between the spawn and closing the pipe made nft apply the pre-freeze
    * timeout seconds later, reviving the element while a new leader held the VIP (seen: 280 ms).
    */
-  private async nft(script: string, what: string): Promise<string> {
-    const cmd = `nft … (${what})`;
+  private async nft(script: string, what: string, via: 'session' | 'run' = 'run'): Promise<string> {
+    const cmd = via === 'session' ? `nft -i … (${what})` : `nft … (${what})`;
     const started = this.mono();
     try {
-      await this.runner.run('nft', [script]);   // the runner's deadline: timing.commandTimeoutMs
+      if (via === 'session' && this.session) await this.session.apply(script.trim().split('\n').join('; '));
+      else await this.runner.run('nft', [script]);   // the runner's deadline: timing.commandTimeoutMs
       this.recentNftMs.push(this.mono() - started);
       if (this.recentNftMs.length > 16) this.recentNftMs.shift();
     } catch (e) {
@@ -176,12 +257,21 @@ export class ArpFence {
         `add element ${family} ${t} valid { ${vips.join(', ')} }`,
         `delete element ${family} ${t} valid { ${vips.join(', ')} }`,
         `add element ${family} ${t} valid { ${this.elements(vips, ms)} }`,
-      ]).concat('').join('\n'), `refresh ARP fence, ${ms} ms`);
+      ]).concat('').join('\n'), `refresh ARP fence, ${ms} ms`, this.session ? 'session' : 'run');
       this.expiresAt = Math.max(this.expiresAt, started + ms);
+    } catch (e) {
+      // The table may be gone or the elements in any state: the next hold() (each reconcile pass) reinstalls it.
+      this.state_ = 'unknown';
+      throw e;
     } finally {
       this.refreshing = false;
     }
     return true;
+  }
+
+  /** Stops the long-lived nft, if any (the table stays). */
+  close(): Promise<void> {
+    return this.session?.close() ?? Promise.resolve();
   }
 
   /** Removes the table (idempotent); call after the VIP addresses are gone. */
@@ -193,6 +283,7 @@ export class ArpFence {
     const cmd = await this.nft(this.families().map(({ family }) => `table ${family} ${t} {}\ndelete table ${family} ${t}\n`).join(''), 'remove ARP fence');
     this.state_ = 'absent';
     this.expiresAt = Number.NEGATIVE_INFINITY;
+    await this.session?.close();
     // From 'unknown' (start-up) this only clears a table an earlier run may have left: not a change worth reporting.
     return wasInstalled
       ? { driver: DRIVER, differences: ['ARP fence installed, not holding the VIPs'], commands: [cmd], durationMs: elapsed() }

@@ -153,20 +153,32 @@ export interface LineProcess {
   readonly exited: Promise<LineProcessExit>;
   /** SIGTERM, then SIGKILL after graceMs; resolves when it has exited. */
   stop(graceMs?: number): Promise<LineProcessExit>;
+  /** SIGKILL now, without waiting (a command that must not run any further, e.g. a late nft). */
+  kill(): void;
+  /** Writes to the command's standard input (opened with `stdin: true`); false when it is closed. */
+  write(data: string): boolean;
+}
+
+export interface SpawnOptions {
+  /** Keep standard input open for write() (e.g. `nft -i`); default: closed. */
+  stdin?: boolean;
 }
 
 export interface ProcessSpawner {
-  spawnLines(file: string, args: readonly string[], handlers: LineHandlers): LineProcess;
+  spawnLines(file: string, args: readonly string[], handlers: LineHandlers, opts?: SpawnOptions): LineProcess;
 }
 
-/** spawn (no shell), stdin closed, stdout/stderr split into lines. */
+/** spawn (no shell), stdin closed unless asked for, stdout/stderr split into lines. */
 export class ExecSpawner implements ProcessSpawner {
   constructor(private readonly env: NodeJS.ProcessEnv = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' }) {}
 
-  spawnLines(file: string, args: readonly string[], handlers: LineHandlers): LineProcess {
-    const child = spawn(file, args as string[], { env: this.env, shell: false, stdio: ['ignore', 'pipe', 'pipe'], windowsHide: true });
-    const out = createInterface({ input: child.stdout, crlfDelay: Infinity });
-    const err = createInterface({ input: child.stderr, crlfDelay: Infinity });
+  spawnLines(file: string, args: readonly string[], handlers: LineHandlers, opts: SpawnOptions = {}): LineProcess {
+    const stdio: ['pipe' | 'ignore', 'pipe', 'pipe'] = [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'];
+    const child = spawn(file, args as string[], { env: this.env, shell: false, stdio, windowsHide: true });
+    // EPIPE after the command exited is reported through `exited`, not as an uncaught error.
+    child.stdin?.on('error', () => undefined);
+    const out = createInterface({ input: child.stdout!, crlfDelay: Infinity });
+    const err = createInterface({ input: child.stderr!, crlfDelay: Infinity });
     out.on('line', (l) => handlers.onStdoutLine(l));
     err.on('line', (l) => handlers.onStderrLine?.(l));
     const closed = (rl: ReturnType<typeof createInterface>) => new Promise<void>((r) => rl.once('close', () => r()));
@@ -179,9 +191,19 @@ export class ExecSpawner implements ProcessSpawner {
       });
       child.once('close', (code, signal) => void outputRead.then(() => resolve({ code, signal })));
     });
+    const running = () => child.exitCode === null && child.signalCode === null;
     return {
       pid: child.pid,
       exited,
+      kill: () => {
+        if (running()) child.kill('SIGKILL');
+      },
+      write: (data) => {
+        const stdin = child.stdin;
+        if (!stdin || stdin.destroyed || stdin.writableEnded || !running()) return false;
+        stdin.write(data);
+        return true;
+      },
       stop: async (graceMs = 1000) => {
         if (child.exitCode === null && child.signalCode === null) {
           child.kill('SIGTERM');
@@ -199,7 +221,63 @@ export class ExecSpawner implements ProcessSpawner {
 /** Starts every long-lived command inside a network namespace (`ip netns exec NS …`, which execs it). */
 export class NetnsSpawner implements ProcessSpawner {
   constructor(private readonly inner: ProcessSpawner, readonly netns: string) {}
-  spawnLines(file: string, args: readonly string[], handlers: LineHandlers): LineProcess {
-    return this.inner.spawnLines('ip', ['netns', 'exec', this.netns, file, ...args], handlers);
+  spawnLines(file: string, args: readonly string[], handlers: LineHandlers, opts?: SpawnOptions): LineProcess {
+    return this.inner.spawnLines('ip', ['netns', 'exec', this.netns, file, ...args], handlers, opts);
+  }
+}
+
+/** One command started by a FakeSpawner: what it was given, and handles to drive it. */
+export interface FakeProcess {
+  readonly file: string;
+  readonly args: readonly string[];
+  readonly handlers: LineHandlers;
+  /** Everything written to its standard input. */
+  readonly written: string[];
+  stopped: boolean;
+  killed: boolean;
+  /** Ends it as if it had exited. */
+  exit(e: LineProcessExit): void;
+}
+
+/** A spawner for unit tests: records each command; the test plays its output through `handlers`. */
+export class FakeSpawner implements ProcessSpawner {
+  readonly procs: FakeProcess[] = [];
+  /** Called with each write, after it is recorded (e.g. to answer it). */
+  onWrite: (p: FakeProcess, data: string) => void = () => undefined;
+
+  spawnLines(file: string, args: readonly string[], handlers: LineHandlers, opts: SpawnOptions = {}): LineProcess {
+    let resolveExit!: (e: LineProcessExit) => void;
+    const exited = new Promise<LineProcessExit>((r) => { resolveExit = r; });
+    let done = false;
+    const p: FakeProcess = {
+      file, args: [...args], handlers, written: [], stopped: false, killed: false,
+      exit: (e) => { done = true; resolveExit(e); },
+    };
+    this.procs.push(p);
+    return {
+      pid: 1000 + this.procs.length,
+      exited,
+      stop: () => {
+        p.stopped = true;
+        if (!done) p.exit({ code: null, signal: 'SIGTERM' });
+        return exited;
+      },
+      kill: () => {
+        p.killed = true;
+        if (!done) p.exit({ code: null, signal: 'SIGKILL' });
+      },
+      write: (data) => {
+        if (!opts.stdin || done) return false;
+        p.written.push(data);
+        this.onWrite(p, data);
+        return true;
+      },
+    };
+  }
+
+  last(): FakeProcess {
+    const p = this.procs[this.procs.length - 1];
+    if (!p) throw new Error('nothing spawned');
+    return p;
   }
 }

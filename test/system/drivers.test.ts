@@ -6,7 +6,8 @@
 import { Actuator } from '../../failover/actuator';
 import { parseConfig } from '../../controller/config';
 import type { Desired } from '../../controller/types';
-import { ExecRunner, NetnsRunner } from '../../failover/runner';
+import { ExecRunner, ExecSpawner, NetnsRunner, NetnsSpawner, type ProcessSpawner } from '../../failover/runner';
+import { ArpFence } from '../../failover/fence';
 import type { DriverLogEntry } from '../../failover/types';
 import { VipGroup } from '../../failover/vip';
 
@@ -186,4 +187,40 @@ describe('drivers on a real kernel (network namespaces)', () => {
     // Fail-static: the data path stays after release.
     expect(await tableVia(101, '203.0.113.0/24')).toBe('192.0.2.21');
   }, 15_000);
+
+  it('ARP fence: refreshes through one long-lived nft -i reach the kernel; an error is reported and a reinstall recovers', async () => {
+    const spawned: string[] = [];
+    const inner = new NetnsSpawner(new ExecSpawner(), C);
+    const spawner: ProcessSpawner = { spawnLines: (file, args, h, o) => (spawned.push([file, ...args].join(' ')), inner.spawnLines(file, args, h, o)) };
+    let until = performance.now() + 5000;
+    const f = new ArpFence(inC, ['192.0.2.12/24'], () => until, { spawner, table: 'drvfence' });
+    const timeoutOf = async () => {
+      const j = JSON.parse(await run(inC, 'nft -j list set arp drvfence valid')) as { nftables: { set?: { elem?: { elem: { val: string; timeout: number } }[] } }[] };
+      return j.nftables.find((x) => x.set)?.set?.elem?.map((e) => [e.elem.val, e.elem.timeout]);
+    };
+    try {
+      await f.hold();
+      for (const ms of [20_000, 30_000, 40_000]) {
+        until = performance.now() + ms;
+        expect(await f.refresh()).toBe(true);
+        const [[val, timeout]] = (await timeoutOf())! as [[string, number]];
+        expect(val).toBe('192.0.2.12');
+        expect(timeout).toBeGreaterThan(ms / 1000 - 2); // seconds in nft's JSON
+        expect(timeout).toBeLessThanOrEqual(ms / 1000);
+      }
+      expect(spawned).toEqual(['nft -e -i']);
+      await run(inC, 'nft delete table arp drvfence'); // behind the fence's back
+      until = performance.now() + 50_000;
+      await expect(f.refresh()).rejects.toThrow(/refresh ARP fence, \d+ ms failed: nft -i: Error: /);
+      expect(f.state).toBe('unknown');
+      await f.hold();
+      expect(await timeoutOf()).toEqual([['192.0.2.12', expect.any(Number)]]);
+      until = performance.now() + 60_000;
+      expect(await f.refresh()).toBe(true);
+      expect(spawned).toHaveLength(2);
+    } finally {
+      await f.release();
+    }
+    await expect(run(inC, 'nft list table arp drvfence')).rejects.toThrow(/No such file/);
+  }, 20_000);
 });

@@ -1,6 +1,6 @@
 import { Actuator } from '../../failover/actuator';
 import { ArpFence } from '../../failover/fence';
-import { FakeRunner } from '../../failover/runner';
+import { FakeRunner, FakeSpawner, type FakeProcess } from '../../failover/runner';
 import { ManualTimers } from '../../failover/timers';
 import { parseConfig } from '../../controller/config';
 
@@ -129,6 +129,109 @@ describe('ArpFence', () => {
   it('names the fence and the nft error when nft fails', async () => {
     const r = new FakeRunner(() => new Error('Error: Could not process rule: No such file or directory'));
     await expect(fence(r).hold()).rejects.toThrow(/fence: install ARP fence for 192\.0\.2\.254, 10\.1\.0\.254, 2001:db8::1, 750 ms failed: .*No such file/);
+  });
+});
+
+describe('ArpFence refreshed through one long-lived nft -i', () => {
+  let now = 1000;
+  let until = 1750;
+  const mono = () => now;
+  /** nft answers each transaction as `nft -e -i` does: the echoed commands, then the generation line. */
+  const answer = (p: FakeProcess, data: string) => {
+    for (const cmd of data.trim().split('; ').filter((c) => c.startsWith('add '))) p.handlers.onStdoutLine(cmd);
+    p.handlers.onStdoutLine(`# new generation ${p.written.length + 1} by process 4242 (nft)`);
+  };
+  const setup = (sessionTimeoutMs = 2000) => {
+    const r = new FakeRunner();
+    const s = new FakeSpawner();
+    const f = new ArpFence(r, ['192.0.2.254/24', '2001:db8::1/64'], () => until, { mono, spawner: s, sessionTimeoutMs });
+    return { r, s, f };
+  };
+
+  beforeEach(() => {
+    now = 1000;
+    until = 1750;
+  });
+
+  it('writes each refresh as one line (one transaction) to the same nft process; install and removal stay one-shot', async () => {
+    const { r, s, f } = setup();
+    s.onWrite = answer;
+    await f.hold();
+    expect(r.calls).toHaveLength(1);
+    expect(s.procs).toHaveLength(0); // started by the first refresh
+    for (const t of [1300, 1600]) {
+      now = t;
+      until = t + 800;
+      expect(await f.refresh()).toBe(true);
+    }
+    expect(s.procs).toHaveLength(1);
+    const p = s.last();
+    expect([p.file, ...p.args]).toEqual(['nft', '-e', '-i']);
+    expect(p.written).toEqual([1300, 1600].map(() => [
+      'add element arp sandwich_fence valid { 192.0.2.254 }',
+      'delete element arp sandwich_fence valid { 192.0.2.254 }',
+      'add element arp sandwich_fence valid { 192.0.2.254 timeout 800ms }',
+      'add element ip6 sandwich_fence valid { 2001:db8::1 }',
+      'delete element ip6 sandwich_fence valid { 2001:db8::1 }',
+      'add element ip6 sandwich_fence valid { 2001:db8::1 timeout 800ms }',
+    ].join('; ') + '\n'));
+    expect(f.remainingMs()).toBe(800);
+    await f.release();
+    expect(p.stopped).toBe(true); // release ends the session
+    expect(r.calls).toHaveLength(2); // install + removal through the runner
+  });
+
+  it('waits for the generation line: the refresh is not done before nft has committed it', async () => {
+    const { s, f } = setup();
+    await f.hold();
+    now = 1300;
+    until = 2100;
+    let done = false;
+    const pending = f.refresh().then((v) => { done = v; });
+    await new Promise((res) => setImmediate(res));
+    expect(done).toBe(false);
+    s.last().handlers.onStdoutLine('add element arp sandwich_fence valid { 192.0.2.254 }'); // an echo is not the commit
+    await new Promise((res) => setImmediate(res));
+    expect(done).toBe(false);
+    s.last().handlers.onStdoutLine('# new generation 7 by process 4242 (nft)');
+    await pending;
+    expect(done).toBe(true);
+  });
+
+  it('an nft error fails the refresh with nft\'s message, kills that nft and leaves the table to be reinstalled', async () => {
+    const { r, s, f } = setup();
+    s.onWrite = (p) => p.handlers.onStderrLine?.('Error: Could not process rule: No such file or directory');
+    await f.hold();
+    now = 1300;
+    until = 2100;
+    await expect(f.refresh()).rejects.toThrow(/fence: refresh ARP fence, 800 ms failed: nft -i: Error: Could not process rule: No such file or directory/);
+    expect(s.last().killed).toBe(true);
+    expect(f.state).toBe('unknown');
+    expect(await f.refresh()).toBe(false); // nothing to refresh until installed again
+    s.onWrite = answer;
+    await f.hold();
+    expect(r.calls).toHaveLength(2);
+    now = 1600;
+    until = 2500;
+    expect(await f.refresh()).toBe(true);
+    expect(s.procs).toHaveLength(2); // a new nft
+  });
+
+  it('kills an nft that does not answer in time (a late transaction must not be applied), and one that exits', async () => {
+    const { s, f } = setup(30);
+    await f.hold();
+    now = 1300;
+    until = 2100;
+    await expect(f.refresh()).rejects.toThrow(/nft -i: no answer within 30 ms/);
+    expect(s.last().killed).toBe(true);
+    await f.hold();
+    s.onWrite = (p) => p.exit({ code: 1, signal: null });
+    now = 1600;
+    until = 2500;
+    const refresh = f.refresh();
+    s.last().handlers.onStderrLine?.('nft: out of memory');
+    await expect(refresh).rejects.toThrow(/nft -i exited \(code 1\): nft: out of memory/);
+    expect(s.procs).toHaveLength(2);
   });
 });
 

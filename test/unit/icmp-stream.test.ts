@@ -3,40 +3,8 @@ import { IcmpStreamPool, parsePingLine, pingIntervalSeconds } from '../../checks
 import { probeFactory } from '../../checks/probes';
 import type { ProbeJob } from '../../checks/jobs';
 import type { CheckConfig } from '../../controller/config';
-import { ExecSpawner, type LineHandlers, type LineProcess, type LineProcessExit, type ProcessSpawner } from '../../failover/runner';
+import { ExecSpawner, FakeSpawner } from '../../failover/runner';
 import { exampleConfig } from './fixtures/snapshot';
-
-interface FakeProc {
-  readonly file: string;
-  readonly args: readonly string[];
-  readonly handlers: LineHandlers;
-  stopped: boolean;
-  exit(e: LineProcessExit): void;
-}
-
-class FakeSpawner implements ProcessSpawner {
-  readonly procs: FakeProc[] = [];
-  spawnLines(file: string, args: readonly string[], handlers: LineHandlers): LineProcess {
-    let exit!: (e: LineProcessExit) => void;
-    const exited = new Promise<LineProcessExit>((r) => { exit = r; });
-    const p: FakeProc = { file, args, handlers, stopped: false, exit };
-    this.procs.push(p);
-    return {
-      pid: 1000 + this.procs.length,
-      exited,
-      stop: () => {
-        p.stopped = true;
-        exit({ code: null, signal: 'SIGTERM' });
-        return exited;
-      },
-    };
-  }
-  last(): FakeProc {
-    const p = this.procs[this.procs.length - 1];
-    if (!p) throw new Error('nothing spawned');
-    return p;
-  }
-}
 
 function job(over: Partial<CheckConfig> = {}, target = '10.0.0.9', source = '10.0.0.21', name = 'path'): ProbeJob {
   const check: CheckConfig = { name, kind: 'icmp', scope: 'path', from: 'ingress', target, intervalMs: 100, timeoutMs: 80, rise: 1, fall: 1, jitter: 0, ...over };
