@@ -38,7 +38,7 @@ interface Profile {
 const PROFILES: Record<string, Profile> = {
   'lease-fastetcd': { name: 'lease-fastetcd', ns: 'swblf', heartbeatMs: 10, electionMs: 100, leaseTtlS: 1 },
   'lease-defaultetcd': { name: 'lease-defaultetcd', ns: 'swbld', heartbeatMs: 100, electionMs: 1000, leaseTtlS: 2 },
-  'fast-fastetcd': { name: 'fast-fastetcd', ns: 'swbff', heartbeatMs: 10, electionMs: 100, leaseTtlS: 2, fast: { renewIntervalMs: 50, takeoverAfterMs: 500, marginMs: 200 } },
+  'fast-fastetcd': { name: 'fast-fastetcd', ns: 'swbff', heartbeatMs: 10, electionMs: 100, leaseTtlS: 2, fast: { renewIntervalMs: 50, takeoverAfterMs: 300, marginMs: 100 } },
   'fast-defaultetcd': { name: 'fast-defaultetcd', ns: 'swbfd', heartbeatMs: 100, electionMs: 1000, leaseTtlS: 2, fast: { renewIntervalMs: 100, takeoverAfterMs: 1500, marginMs: 300 } },
 };
 

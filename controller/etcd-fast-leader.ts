@@ -148,6 +148,12 @@ export class TakeoverClock {
     return at - s.at >= this.takeoverAfterMs;
   }
 
+  /** Ms from `now` until the revision last seen may be taken over (0: already), or null if none seen. */
+  dueInMs(role: Role, now: number): number | null {
+    const s = this.seen.get(role);
+    return s ? Math.max(0, s.at + this.takeoverAfterMs - now) : null;
+  }
+
   forget(role: Role): void {
     this.seen.delete(role);
   }

@@ -546,6 +546,10 @@ export class EtcdStore implements CoordinationStore {
    * revision; once the same revision has been seen for takeoverAfterMs, one txn puts our value if
    * the key's mod revision is still that one. Null if another node holds it.
    */
+  takeoverDueInMs(role: Role): number | null {
+    return this.takeover ? this.takeover.dueInMs(role, performance.now()) : null;
+  }
+
   private async campaignFast(role: Role, node: string, fast: FastLeadershipOptions): Promise<Leadership | null> {
     const key = Buffer.from(this.key('leader', role));
     const value = Buffer.from(JSON.stringify({ node, since: this.now() }));

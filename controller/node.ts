@@ -204,13 +204,35 @@ export class NodeController {
     // Let the named target go first, for a bounded time (it may have died meanwhile).
     if (sw && sw.to !== null && sw.to !== this.self.name && this.now() - sw.at < this.config.timing.switchoverTimeoutMs) return;
     const l = await this.deps.store.campaign(this.role, this.self.name);
-    if (!l) return;
+    if (!l) {
+      this.scheduleTakeover();
+      return;
+    }
     if (sw?.to === this.self.name) await this.deps.store.deleteSwitchover(this.role);
     this.leadership = l;
     this.emit({ event: 'leader', node: this.self.name, reason: `${this.self.name} is now ${this.role} leader${sw ? ` (switchover requested by ${sw.requestedBy})` : ''}` });
     void l.lost.then(() => this.onLeadershipLost(l, 'leadership lost in the store'));
     void this.takeVips();
     this.kickReconcile();
+  }
+
+  private takeoverTimer: NodeJS.Timeout | null = null;
+  /**
+   * Fast profile: campaign again the moment the leader key's revision seen may be taken over, not at
+   * the next decide tick (which would add up to decideIntervalMs to every failover).
+   */
+  private scheduleTakeover(): void {
+    const due = this.deps.store.takeoverDueInMs?.(this.role);
+    if (due === null || due === undefined || !Number.isFinite(due) || this.stopping) return;
+    if (this.takeoverTimer) clearTimeout(this.takeoverTimer);
+    const attempt = (): void => {
+      this.takeoverTimer = null;
+      if (this.stopping || this.leadership) return;
+      // A tick already running (campaign or decide) is not interrupted: try again just after it.
+      if (this.ticking) this.takeoverTimer = setTimeout(attempt, 5);
+      else void this.tick();
+    };
+    this.takeoverTimer = setTimeout(attempt, due + 1);
   }
 
   /** Takeover: the VIP group first, before the (slower) full reconcile. */
@@ -435,6 +457,7 @@ export class NodeController {
     this.emit({ event: 'lifecycle', node: this.self.name, reason: `${this.self.name} stopping: ${why}` });
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    if (this.takeoverTimer) clearTimeout(this.takeoverTimer);
     this.unwatch?.();
     await this.reconcileRunning?.catch(() => undefined);
     await this.prober?.stop();

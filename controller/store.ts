@@ -88,6 +88,12 @@ export interface CoordinationStore {
    * this node's session. Null if another node holds it.
    */
   campaign(role: Role, node: string): Promise<Leadership | null>;
+  /**
+   * Fast leadership profile, after a failed campaign: ms until the leader key's revision that
+   * campaign saw may be taken over (campaign again then), or null (lease profile: the key's
+   * deletion is watched instead).
+   */
+  takeoverDueInMs?(role: Role): number | null;
   /** Give up leadership: the leader key is deleted only if it is still ours (atomic). */
   resign(l: Leadership): Promise<void>;
   getLeader(role: Role): Promise<LeaderRecord | null>;

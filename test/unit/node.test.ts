@@ -159,6 +159,48 @@ describe('NodeController (in-memory store)', () => {
     expect(a.events.events.some((e) => e.event === 'leader' && /resigned/.test(e.reason))).toBe(true);
   });
 
+  it('fast profile: a standby campaigns again when the seen leader revision may be taken over, not at its next decide tick', async () => {
+    /** Another node holds the key and stops renewing; it may be taken over from `dueAt` on. */
+    class StaleLeaderStore extends MemoryStore {
+      dueAt = Number.POSITIVE_INFINITY;
+      stale: Leadership | null = null;
+      withDue = true;
+      override async campaign(role: 'ingress' | 'egress', node: string): Promise<Leadership | null> {
+        if (this.stale && performance.now() >= this.dueAt) {
+          await this.resign(this.stale);
+          this.stale = null;
+        }
+        return super.campaign(role, node);
+      }
+      takeoverDueInMs(): number | null {
+        return this.withDue ? Math.max(0, this.dueAt - performance.now()) : null;
+      }
+    }
+    const slowTicks = parseConfig(yaml.replace('decideIntervalMs: 50', 'decideIntervalMs: 5000'));
+    const timeToLead = async (withDue: boolean): Promise<number | null> => {
+      const store = new StaleLeaderStore();
+      store.withDue = withDue;
+      store.stale = await store.campaign('ingress', 'lb2');
+      const { node } = makeNode(store, 'lb1', { config: slowTicks });
+      running.push(node);
+      const t0 = performance.now();
+      store.dueAt = t0 + 150;
+      await node.start();
+      expect(node.isLeader).toBe(false);
+      try {
+        await until(() => node.isLeader, 1500);
+        return performance.now() - t0;
+      } catch {
+        return null;
+      }
+    };
+    const ms = await timeToLead(true);
+    expect(ms).not.toBeNull();
+    expect(ms!).toBeGreaterThanOrEqual(150);
+    expect(ms!).toBeLessThan(1500); // the decide tick is 5 s
+    expect(await timeToLead(false)).toBeNull(); // without the due time it waits for its tick
+  });
+
   it('stops cleanly: VIPs released, leadership given up, lifecycle events in order', async () => {
     const store = new MemoryStore();
     const { node, events, actuator } = makeNode(store, 'lb1');
