@@ -113,7 +113,7 @@ export class NodeController {
       if (e === 'desired') void this.refreshDesired().then(() => this.kickReconcile(), (err) => this.storeTrouble('read desired', err));
       if (e === 'observations' || e === 'drains' || e === 'maintenance') void this.decideNow();
       // A resigned or expired leader key: a standby campaigns now rather than at its next tick.
-      if (e === 'switchover' || (e === 'leader' && !this.leadership)) void this.tick();
+      if (e === 'switchover' || (e === 'leader' && !this.leadership)) void this.tick(true);
     });
     await this.refreshDesired().catch((e) => this.storeTrouble('read desired', e));
     // Probe sources and their policy routing must exist before the first probe, or every probe
@@ -184,16 +184,28 @@ export class NodeController {
   }
 
   private ticking = false;
-  private async tick(): Promise<void> {
-    if (this.lifecycle !== 'RUNNING' || this.stopping || this.ticking) return;
+  /** An event asked for a tick while one ran (a switchover or leader-key event): run another right after. */
+  private tickAgain = false;
+  /** @param event asked for by an event, not the periodic timer: never dropped, at most one queued. */
+  private async tick(event = false): Promise<void> {
+    if (this.lifecycle !== 'RUNNING' || this.stopping) return;
+    if (this.ticking) {
+      this.tickAgain ||= event;
+      return;
+    }
     this.ticking = true;
     try {
-      await this.handleSwitchover();
-      if (this.leadership) await this.confirmLeadership(this.leadership);
-      if (!this.leadership) await this.campaign();
-      await this.decideNow();
-    } catch (e) {
-      this.storeTrouble('tick', e);
+      do {
+        this.tickAgain = false;
+        try {
+          await this.handleSwitchover();
+          if (this.leadership) await this.confirmLeadership(this.leadership);
+          if (!this.leadership) await this.campaign();
+          await this.decideNow();
+        } catch (e) {
+          this.storeTrouble('tick', e);
+        }
+      } while (this.tickAgain && this.lifecycle === 'RUNNING' && !this.stopping);
     } finally {
       this.ticking = false;
     }
@@ -228,9 +240,7 @@ export class NodeController {
     const attempt = (): void => {
       this.takeoverTimer = null;
       if (this.stopping || this.leadership) return;
-      // A tick already running (campaign or decide) is not interrupted: try again just after it.
-      if (this.ticking) this.takeoverTimer = setTimeout(attempt, 5);
-      else void this.tick();
+      void this.tick(true); // runs right after a tick already running
     };
     this.takeoverTimer = setTimeout(attempt, due + 1);
   }

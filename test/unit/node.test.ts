@@ -159,6 +159,40 @@ describe('NodeController (in-memory store)', () => {
     expect(a.events.events.some((e) => e.event === 'leader' && /resigned/.test(e.reason))).toBe(true);
   });
 
+  it('a leader-key event that arrives while a tick runs is not dropped: the target campaigns again at once', async () => {
+    /** The target's failed campaign returns late, so the old leader resigns while the target is still ticking. */
+    class SlowCampaignStore extends MemoryStore {
+      override async campaign(role: 'ingress' | 'egress', node: string): Promise<Leadership | null> {
+        const l = await super.campaign(role, node);
+        if (!l) await wait(400);
+        return l;
+      }
+      override async getSwitchover(role: 'ingress' | 'egress') {
+        await wait(100);
+        return super.getSwitchover(role);
+      }
+    }
+    const slowTicks = parseConfig(yaml.replace('decideIntervalMs: 50', 'decideIntervalMs: 10000'));
+    const store = new SlowCampaignStore();
+    const a = makeNode(store, 'lb1', { config: slowTicks });
+    const b = makeNode(store, 'lb2', { config: slowTicks });
+    running.push(a.node, b.node);
+    await a.node.start();
+    await b.node.start();
+    for (const fw of ['fw1', 'fw2']) b.prober().report(fw, 'path-http', 'up');
+    const release = a.actuator.releaseVips.bind(a.actuator);
+    a.actuator.releaseVips = async () => {
+      await wait(200);
+      await release();
+    };
+    const t0 = performance.now();
+    // The request's event makes both tick: lb2 campaigns at ~100 ms and fails (lb1 still leads), its answer
+    // comes at ~500 ms; lb1 resigns at ~300 ms, while lb2's tick is still running.
+    await requestSwitchover(slowTicks, store, 'ingress', 'lb2', 'test', 3000);
+    expect(b.node.isLeader).toBe(true);
+    expect(performance.now() - t0).toBeLessThan(3000); // the decide tick is 10 s
+  });
+
   it('fast profile: a standby campaigns again when the seen leader revision may be taken over, not at its next decide tick', async () => {
     /** Another node holds the key and stops renewing; it may be taken over from `dueAt` on. */
     class StaleLeaderStore extends MemoryStore {
