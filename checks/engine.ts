@@ -48,13 +48,16 @@ interface Slot {
   controller: AbortController | null;
   /** The probe's own promise while it runs (it may outlive the run after a deadline abort). */
   inFlight: Promise<ProbeResult> | null;
+  /** Monotonic time this run was planned for: the next one is planned from it, so timer lateness does not add up. */
+  plannedAt: number;
 }
 
 const STOPPED = 'probe engine stopped';
 
 /**
  * Each job runs first at a random offset within its interval, then intervalMs × (1 ± jitter) after the
- * start of its previous run — or, when a probe outlasts that, as soon as it finishes (never overlapping).
+ * time its previous run was planned for (so late timers do not lower the rate), at least half an
+ * interval after that run's start — or, when a probe outlasts that, as soon as it finishes (never overlapping).
  */
 export class ProbeEngine {
   private readonly slots: Slot[];
@@ -83,7 +86,7 @@ export class ProbeEngine {
       if (keys.has(key)) throw new Error(`probe engine: duplicate job ${key}`);
       keys.add(key);
       const rf = initialRiseFall(now);
-      return { job, probe: factory(job), rf, obs: observationOf(job, rf), timer: null, controller: null, inFlight: null };
+      return { job, probe: factory(job), rf, obs: observationOf(job, rf), timer: null, controller: null, inFlight: null, plannedAt: 0 };
     });
   }
 
@@ -94,7 +97,11 @@ export class ProbeEngine {
   start(): void {
     if (this.statusValue === 'running' || this.statusValue === 'stopping') throw new Error(`probe engine: cannot start while ${this.statusValue}`);
     this.statusValue = 'running';
-    for (const slot of this.slots) this.schedule(slot, this.random() * slot.job.check.intervalMs);
+    for (const slot of this.slots) {
+      const offset = this.random() * slot.job.check.intervalMs;
+      slot.plannedAt = this.clock.monotonicMs() + offset;
+      this.schedule(slot, offset);
+    }
   }
 
   /** Cancels timers, aborts probes in flight and waits until they settle (at most stopTimeoutMs), then closes the probe factory. Results are dropped. */
@@ -161,7 +168,11 @@ export class ProbeEngine {
     }
     if (this.statusValue !== 'running') return;
     const intervalMs = check.intervalMs * (1 + check.jitter * (2 * this.random() - 1));
-    this.schedule(slot, Math.max(0, startedAt + intervalMs - this.clock.monotonicMs()));
+    // Planned from the previous plan, not from when the timer actually fired; a run that started late
+    // by more than an interval (or a probe that outlasted it) is not caught up with a burst.
+    const now = this.clock.monotonicMs();
+    slot.plannedAt = Math.max(slot.plannedAt + intervalMs, startedAt + intervalMs / 2, now);
+    this.schedule(slot, slot.plannedAt - now);
   }
 }
 

@@ -11,13 +11,15 @@ const EPOCH = 1_700_000_000_000;
 
 class FakeClock implements EngineClock {
   now = 0;
+  /** Every timer fires this much late (a busy event loop). */
+  lateMs = 0;
   private nextId = 1;
   readonly timers = new Map<number, { at: number; fn: () => void }>();
   monotonicMs(): number { return this.now; }
   epochMs(): number { return EPOCH + this.now; }
   setTimer(fn: () => void, ms: number): unknown {
     const id = this.nextId++;
-    this.timers.set(id, { at: this.now + Math.max(0, ms), fn });
+    this.timers.set(id, { at: this.now + Math.max(0, ms) + this.lateMs, fn });
     return id;
   }
   clearTimer(h: unknown): void { this.timers.delete(h as number); }
@@ -120,6 +122,19 @@ describe('ProbeEngine scheduling', () => {
     r = 0.5;
     await clock.advance(2000);
     expect(probe.startsOf(job.key).slice(0, 4)).toEqual([500, 1300, 2400, 3400]);
+    await engine.stop();
+  });
+
+  it('plans each run from the previous plan: timers firing late do not lower the rate', async () => {
+    const job = withCheck(allJobs[0]!, { intervalMs: 100, jitter: 0, timeoutMs: 80 });
+    const { clock, probe, engine } = setup({ jobs: [job], durationMs: 5 });
+    clock.lateMs = 30;
+    engine.start(); // planned at 50, fires at 80
+    await clock.advance(10_000);
+    const starts = probe.startsOf(job.key);
+    expect(starts[0]).toBe(80);
+    expect(diffs(starts).every((d) => d === 100)).toBe(true); // not 130
+    expect(starts.length).toBeGreaterThanOrEqual(99);
     await engine.stop();
   });
 
