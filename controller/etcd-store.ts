@@ -734,10 +734,18 @@ export class EtcdStore implements CoordinationStore {
 
   private onWatchData(res: IWatchResponse): void {
     const kinds = new Set<StoreEvent>();
+    const seen = performance.now();
     for (const ev of res.events) {
       const rel = ev.kv.key.toString('utf8').slice(this.prefix.length);
-      const kind = EVENT_OF_SEGMENT[rel.split('/')[0] ?? ''];
+      const [segment, role] = rel.split('/');
+      const kind = EVENT_OF_SEGMENT[segment ?? ''];
       if (kind) kinds.add(kind);
+      // Fast profile: a watch event comes after the commit, so it may start the takeover clock of a new
+      // leader revision (and a standby need not campaign on every renewal to see it).
+      if (kind === 'leader' && this.takeover && (role === 'ingress' || role === 'egress')) {
+        if (ev.type === 'Put') this.takeover.observe(role, ev.kv.mod_revision, seen);
+        else this.takeover.forget(role);
+      }
     }
     this.dispatch(kinds);
   }

@@ -113,7 +113,13 @@ export class NodeController {
       if (e === 'desired') void this.refreshDesired().then(() => this.kickReconcile(), (err) => this.storeTrouble('read desired', err));
       if (e === 'observations' || e === 'drains' || e === 'maintenance') void this.decideNow();
       // A resigned or expired leader key: a standby campaigns now rather than at its next tick.
-      if (e === 'switchover' || (e === 'leader' && !this.leadership)) void this.tick(true);
+      if (e === 'switchover') void this.tick(true);
+      if (e === 'leader' && !this.leadership) {
+        // Fast profile: a renewal by the leader only re-arms the takeover timer; a deleted or unseen key: campaign now.
+        const due = this.deps.store.takeoverDueInMs?.(this.role);
+        if (typeof due === 'number' && due > 0) this.scheduleTakeover();
+        else void this.tick(true);
+      }
     });
     await this.refreshDesired().catch((e) => this.storeTrouble('read desired', e));
     // Probe sources and their policy routing must exist before the first probe, or every probe

@@ -28,7 +28,7 @@ export interface ActuatorOptions {
    * ARP fence (failover/fence.ts), whose elements expire at this deadline unless refreshFence() extends them.
    */
   fenceUntil?: () => number;
-  /** The fence's refreshes go to one long-lived `nft -i` started through this (default: one nft per refresh). */
+  /** The fence's transactions go to one long-lived `nft -i` started through this (default: one nft each). */
   spawner?: ProcessSpawner;
 }
 

@@ -26,11 +26,12 @@ export interface ArpFenceOptions {
   /** Upper bound of the lead below (ms); default 0 = no lead. */
   maxLeadMs?: number;
   /**
-   * Refreshes go to one long-lived `nft -e -i` started through this spawner (no process start per
-   * refresh); without it, or after that process failed, each refresh runs its own nft.
+   * Every transaction (install, refresh, removal) goes to one long-lived `nft -e -i` started through
+   * this spawner and kept running: no process start between computing a timeout and nft applying
+   * it. Without it, each transaction runs its own nft through the runner.
    */
   spawner?: ProcessSpawner;
-  /** Deadline of one refresh through the long-lived nft (ms); default 2000. */
+  /** Deadline of one transaction through the long-lived nft (ms); default 2000. */
   sessionTimeoutMs?: number;
 }
 
@@ -38,14 +39,22 @@ export interface ArpFenceOptions {
  * One long-lived `nft -e -i`: each line written is parsed and committed as one transaction as soon
  * as nft reads it; with --echo, a committed transaction that adds something ends with a line
  * "# new generation N …". One transaction at a time. On an error, a missing answer or an exit, the
- * process is killed (SIGKILL: a transaction still in its pipe must not be applied later) and the
- * next apply starts a new one. It also exits by itself when this process dies (end of its stdin).
+ * process is killed (SIGKILL: a transaction still in its pipe must not be applied later) and a new
+ * one is started restartDelayMs later (or by the next apply), so that nft is already running, not
+ * starting, when a transaction is due. It exits by itself when this process dies (end of its stdin).
  */
 export class NftSession {
   private proc: LineProcess | null = null;
   private pending: ((error?: Error) => void) | null = null;
+  private closed = false;
+  private restartTimer: NodeJS.Timeout | null = null;
 
-  constructor(private readonly spawner: ProcessSpawner, private readonly timeoutMs = 2000) {}
+  constructor(private readonly spawner: ProcessSpawner, private readonly timeoutMs = 2000, private readonly restartDelayMs = 1000) {}
+
+  /** Starts nft now if it is not running (so the first transaction does not wait for it to start). */
+  warm(): void {
+    if (!this.proc && !this.closed) this.start();
+  }
 
   get running(): boolean {
     return this.proc !== null;
@@ -55,6 +64,7 @@ export class NftSession {
   apply(commands: string): Promise<void> {
     if (/[\r\n]/.test(commands)) return Promise.reject(new Error('nft session: one line per transaction'));
     if (this.pending) return Promise.reject(new Error('nft session: a transaction is still running'));
+    if (this.closed) return Promise.reject(new Error('nft session closed'));
     const proc = this.proc ?? this.start();
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => this.fail(proc, new Error(`nft -i: no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
@@ -70,6 +80,8 @@ export class NftSession {
 
   /** Ends the process (EOF on its stdin lets it exit; SIGTERM/SIGKILL if it does not). */
   async close(): Promise<void> {
+    this.closed = true;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
     const proc = this.proc;
     this.proc = null;
     this.pending?.(new Error('nft session closed'));
@@ -77,6 +89,8 @@ export class NftSession {
   }
 
   private start(): LineProcess {
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.restartTimer = null;
     const errors: string[] = [];
     const proc: LineProcess = this.spawner.spawnLines('nft', ['-e', '-i'], {
       onStdoutLine: (line) => {
@@ -102,6 +116,13 @@ export class NftSession {
     this.proc = null;
     proc.kill();
     this.pending?.(error);
+    if (!this.closed && !this.restartTimer) {
+      this.restartTimer = setTimeout(() => {
+        this.restartTimer = null;
+        this.warm();
+      }, this.restartDelayMs);
+      this.restartTimer.unref();
+    }
   }
 }
 
@@ -122,7 +143,7 @@ export class ArpFence {
   /** Monotonic time at which the elements expire as last set (the moment nft was started + timeout). */
   private expiresAt = Number.NEGATIVE_INFINITY;
   private refreshing = false;
-  /** Wall time of the last nft runs (ms, spawn to exit): an upper bound of how late an element was applied. */
+  /** Wall time of the last nft transactions (ms, sent to committed): an upper bound of how late an element was applied. */
   private readonly recentNftMs: number[] = [];
   private readonly maxLeadMs: number;
   private readonly session: NftSession | null;
@@ -189,17 +210,27 @@ export class ArpFence {
     return vips.map((a) => `${a} timeout ${ms}ms`).join(', ');
   }
 
+  /** nft transactions, one at a time and in order (a refresh never races an install or removal). */
+  private chain: Promise<unknown> = Promise.resolve();
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.chain.then(fn, fn);
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
   /**
-   * One nft transaction. The script is an argument, not standard input: once spawned (in the same
-   * synchronous turn that computed its timeout), nft needs nothing more from this process. Fed on
-   * stdin, a controller frozen between the spawn and closing the pipe made nft apply the pre-freeze
-   * timeout seconds later, reviving the element while a new leader held the VIP (seen: 280 ms).
+   * One nft transaction, run when its turn comes: `build` computes the script (and so its timeouts)
+   * right before nft gets it. Through the long-lived nft when there is one (one line, written in the
+   * same synchronous turn as `build`); otherwise one nft with the script as its argument, not on
+   * standard input: once spawned, nft needs nothing more from this process. (Fed on stdin, a
+   * controller frozen between the spawn and closing the pipe made nft apply the pre-freeze timeout
+   * seconds later, reviving the element while a new leader held the VIP; seen: 280 ms.)
    */
-  private async nft(script: string, what: string, via: 'session' | 'run' = 'run'): Promise<string> {
-    const cmd = via === 'session' ? `nft -i … (${what})` : `nft … (${what})`;
+  private async nft(script: string, what: string): Promise<string> {
+    const cmd = this.session ? `nft -i … (${what})` : `nft … (${what})`;
     const started = this.mono();
     try {
-      if (via === 'session' && this.session) await this.session.apply(script.trim().split('\n').join('; '));
+      if (this.session) await this.session.apply(script.trim().split('\n').join('; '));
       else await this.runner.run('nft', [script]);   // the runner's deadline: timing.commandTimeoutMs
       this.recentNftMs.push(this.mono() - started);
       if (this.recentNftMs.length > 16) this.recentNftMs.shift();
@@ -209,67 +240,80 @@ export class ArpFence {
     return cmd;
   }
 
+  private noChange(elapsed: () => number): ReconcileResult {
+    return { driver: DRIVER, differences: [], commands: [], durationMs: elapsed() };
+  }
+
   /**
    * Idempotent: installs the table (replacing any left by an earlier run) with live elements, in one
    * transaction. A no-op when this process already installed it.
    */
   async hold(): Promise<ReconcileResult> {
     const elapsed = timer();
-    if (this.empty || this.state_ === 'installed') return { driver: DRIVER, differences: [], commands: [], durationMs: elapsed() };
-    const started = this.mono();
-    const ms = this.timeoutMs();
-    const t = this.table;
-    const input = this.families().flatMap(({ family, vips }) => [
-      `table ${family} ${t} {}`,
-      `delete table ${family} ${t}`,
-      `table ${family} ${t} {`,
-      `  set valid { type ${family === 'arp' ? 'ipv4_addr' : 'ipv6_addr'}; flags timeout; }`,
-      '  chain output {',
-      '    type filter hook output priority 0; policy accept;',
-      // IPv6: solicited and unsolicited advertisements for the VIP are sent from the VIP itself.
-      ...(family === 'arp'
-        ? ['    arp saddr ip @valid accept', `    arp saddr ip { ${vips.join(', ')} } drop`]
-        : ['    icmpv6 type nd-neighbor-advert ip6 saddr @valid accept', `    icmpv6 type nd-neighbor-advert ip6 saddr { ${vips.join(', ')} } drop`]),
-      '  }',
-      '}',
-      ...(ms > 0 ? [`add element ${family} ${t} valid { ${this.elements(vips, ms)} }`] : []),
-    ]).concat('').join('\n');
-    const cmd = await this.nft(input, `install ARP fence for ${this.all}, ${ms} ms`);
-    this.state_ = 'installed';
-    this.expiresAt = ms > 0 ? started + ms : started;
-    return { driver: DRIVER, differences: [`ARP fence for ${this.all} not installed`], commands: [cmd], durationMs: elapsed() };
+    if (this.empty) return this.noChange(elapsed);
+    this.session?.warm();
+    return this.serial(async () => {
+      if (this.state_ === 'installed') return this.noChange(elapsed);
+      const started = this.mono();
+      const ms = this.timeoutMs();
+      const t = this.table;
+      const input = this.families().flatMap(({ family, vips }) => [
+        `table ${family} ${t} {}`,
+        `delete table ${family} ${t}`,
+        `table ${family} ${t} {`,
+        `  set valid { type ${family === 'arp' ? 'ipv4_addr' : 'ipv6_addr'}; flags timeout; }`,
+        '  chain output {',
+        '    type filter hook output priority 0; policy accept;',
+        // IPv6: solicited and unsolicited advertisements for the VIP are sent from the VIP itself.
+        ...(family === 'arp'
+          ? ['    arp saddr ip @valid accept', `    arp saddr ip { ${vips.join(', ')} } drop`]
+          : ['    icmpv6 type nd-neighbor-advert ip6 saddr @valid accept', `    icmpv6 type nd-neighbor-advert ip6 saddr { ${vips.join(', ')} } drop`]),
+        '  }',
+        '}',
+        ...(ms > 0 ? [`add element ${family} ${t} valid { ${this.elements(vips, ms)} }`] : []),
+      ]).concat('').join('\n');
+      const cmd = await this.nft(input, `install ARP fence for ${this.all}, ${ms} ms`);
+      this.state_ = 'installed';
+      this.expiresAt = ms > 0 ? started + ms : started;
+      return { driver: DRIVER, differences: [`ARP fence for ${this.all} not installed`], commands: [cmd], durationMs: elapsed() };
+    });
   }
 
   /**
    * Restarts the elements' timeouts at the validity left now (add, delete, add in one transaction:
    * a plain add does not refresh a timeout). False when skipped: not installed, no validity left,
-   * a refresh still running, or less than minExtendMs to gain.
+   * a refresh still waiting or running, or less than minExtendMs to gain.
    */
   async refresh(): Promise<boolean> {
     if (this.empty || this.state_ !== 'installed' || this.refreshing) return false;
-    const started = this.mono();
-    const ms = this.timeoutMs();
-    if (ms === 0 || started + ms - this.expiresAt < this.minExtendMs) return false;
-    const t = this.table;
     this.refreshing = true;
     try {
-      await this.nft(this.families().flatMap(({ family, vips }) => [
-        `add element ${family} ${t} valid { ${vips.join(', ')} }`,
-        `delete element ${family} ${t} valid { ${vips.join(', ')} }`,
-        `add element ${family} ${t} valid { ${this.elements(vips, ms)} }`,
-      ]).concat('').join('\n'), `refresh ARP fence, ${ms} ms`, this.session ? 'session' : 'run');
-      this.expiresAt = Math.max(this.expiresAt, started + ms);
-    } catch (e) {
-      // The table may be gone or the elements in any state: the next hold() (each reconcile pass) reinstalls it.
-      this.state_ = 'unknown';
-      throw e;
+      return await this.serial(async () => {
+        if (this.state_ !== 'installed') return false;
+        const started = this.mono();
+        const ms = this.timeoutMs();
+        if (ms === 0 || started + ms - this.expiresAt < this.minExtendMs) return false;
+        const t = this.table;
+        try {
+          await this.nft(this.families().flatMap(({ family, vips }) => [
+            `add element ${family} ${t} valid { ${vips.join(', ')} }`,
+            `delete element ${family} ${t} valid { ${vips.join(', ')} }`,
+            `add element ${family} ${t} valid { ${this.elements(vips, ms)} }`,
+          ]).concat('').join('\n'), `refresh ARP fence, ${ms} ms`);
+        } catch (e) {
+          // The table may be gone or the elements in any state: the next hold() (each reconcile pass) reinstalls it.
+          this.state_ = 'unknown';
+          throw e;
+        }
+        this.expiresAt = Math.max(this.expiresAt, started + ms);
+        return true;
+      });
     } finally {
       this.refreshing = false;
     }
-    return true;
   }
 
-  /** Stops the long-lived nft, if any (the table stays). */
+  /** Stops the long-lived nft, if any (the table stays): shutdown. */
   close(): Promise<void> {
     return this.session?.close() ?? Promise.resolve();
   }
@@ -277,16 +321,19 @@ export class ArpFence {
   /** Removes the table (idempotent); call after the VIP addresses are gone. */
   async release(): Promise<ReconcileResult> {
     const elapsed = timer();
-    if (this.empty || this.state_ === 'absent') return { driver: DRIVER, differences: [], commands: [], durationMs: elapsed() };
-    const wasInstalled = this.state_ === 'installed';
-    const t = this.table;
-    const cmd = await this.nft(this.families().map(({ family }) => `table ${family} ${t} {}\ndelete table ${family} ${t}\n`).join(''), 'remove ARP fence');
-    this.state_ = 'absent';
-    this.expiresAt = Number.NEGATIVE_INFINITY;
-    await this.session?.close();
-    // From 'unknown' (start-up) this only clears a table an earlier run may have left: not a change worth reporting.
-    return wasInstalled
-      ? { driver: DRIVER, differences: ['ARP fence installed, not holding the VIPs'], commands: [cmd], durationMs: elapsed() }
-      : { driver: DRIVER, differences: [], commands: [], durationMs: elapsed() };
+    if (this.empty) return this.noChange(elapsed);
+    this.session?.warm();
+    return this.serial(async () => {
+      if (this.state_ === 'absent') return this.noChange(elapsed);
+      const wasInstalled = this.state_ === 'installed';
+      const t = this.table;
+      const cmd = await this.nft(this.families().map(({ family }) => `table ${family} ${t} {}\ndelete table ${family} ${t}\n`).join(''), 'remove ARP fence');
+      this.state_ = 'absent';
+      this.expiresAt = Number.NEGATIVE_INFINITY;
+      // From 'unknown' (start-up) this only clears a table an earlier run may have left: not a change worth reporting.
+      return wasInstalled
+        ? { driver: DRIVER, differences: ['ARP fence installed, not holding the VIPs'], commands: [cmd], durationMs: elapsed() }
+        : this.noChange(elapsed);
+    });
   }
 }

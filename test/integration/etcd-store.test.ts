@@ -308,6 +308,40 @@ describe('fast leadership profile (compare-and-swap renewals, no lease)', () => 
     expect(await b.getLeader('ingress')).toMatchObject({ node: 'lb2' });
   });
 
+  test('a watching standby starts its takeover clock from the watch: due time re-armed by renewals, counts down after a stall', async () => {
+    const name = uniqueCluster();
+    const a = fast(name);
+    const b = fast(name);
+    const unwatch = b.watch(() => undefined);
+    try {
+      const la = (await a.campaign('ingress', 'lb1'))!;
+      await sleep(200); // the watcher is up and has seen renewals
+      const dues: number[] = [];
+      for (let i = 0; i < 20; i++) {
+        dues.push(b.takeoverDueInMs('ingress')!);
+        await sleep(25);
+      }
+      // Renewals every 50 ms keep moving the revision: never close to due, without b campaigning once.
+      expect(Math.min(...dues)).toBeGreaterThan(fastLeadership.takeoverAfterMs - 200);
+      a.suspendKeepalive();
+      const lastAckSend = la.validUntil() - (fastLeadership.takeoverAfterMs - fastLeadership.marginMs);
+      await sleep(100);
+      const due = b.takeoverDueInMs('ingress')!;
+      expect(due).toBeLessThan(fastLeadership.takeoverAfterMs - 50);
+      expect(await b.campaign('ingress', 'lb2')).toBeNull(); // not yet
+      await sleep(due + 5);
+      const lb = await b.campaign('ingress', 'lb2');
+      expect(lb).not.toBeNull();
+      expect(performance.now()).toBeGreaterThanOrEqual(lastAckSend + fastLeadership.takeoverAfterMs);
+      await a.resign(la).catch(() => undefined);
+      await b.resign(lb!);
+      await sleep(100);
+      expect(b.takeoverDueInMs('ingress')).toBeNull(); // a deleted key is forgotten: campaign at once
+    } finally {
+      unwatch();
+    }
+  });
+
   test('a resigned key is taken at once; the resigned leadership is lost', async () => {
     const name = uniqueCluster();
     const a = fast(name);

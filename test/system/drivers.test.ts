@@ -188,7 +188,7 @@ describe('drivers on a real kernel (network namespaces)', () => {
     expect(await tableVia(101, '203.0.113.0/24')).toBe('192.0.2.21');
   }, 15_000);
 
-  it('ARP fence: refreshes through one long-lived nft -i reach the kernel; an error is reported and a reinstall recovers', async () => {
+  it('ARP fence through one long-lived nft -i: install, refreshes and removal reach the kernel; an error is reported and a reinstall recovers', async () => {
     const spawned: string[] = [];
     const inner = new NetnsSpawner(new ExecSpawner(), C);
     const spawner: ProcessSpawner = { spawnLines: (file, args, h, o) => (spawned.push([file, ...args].join(' ')), inner.spawnLines(file, args, h, o)) };
@@ -220,7 +220,9 @@ describe('drivers on a real kernel (network namespaces)', () => {
       expect(spawned).toHaveLength(2);
     } finally {
       await f.release();
+      await f.close();
     }
     await expect(run(inC, 'nft list table arp drvfence')).rejects.toThrow(/No such file/);
+    expect(spawned).toHaveLength(2);
   }, 20_000);
 });

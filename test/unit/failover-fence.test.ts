@@ -132,7 +132,7 @@ describe('ArpFence', () => {
   });
 });
 
-describe('ArpFence refreshed through one long-lived nft -i', () => {
+describe('ArpFence through one long-lived nft -i', () => {
   let now = 1000;
   let until = 1750;
   const mono = () => now;
@@ -144,6 +144,7 @@ describe('ArpFence refreshed through one long-lived nft -i', () => {
   const setup = (sessionTimeoutMs = 2000) => {
     const r = new FakeRunner();
     const s = new FakeSpawner();
+    s.onWrite = answer;
     const f = new ArpFence(r, ['192.0.2.254/24', '2001:db8::1/64'], () => until, { mono, spawner: s, sessionTimeoutMs });
     return { r, s, f };
   };
@@ -153,37 +154,41 @@ describe('ArpFence refreshed through one long-lived nft -i', () => {
     until = 1750;
   });
 
-  it('writes each refresh as one line (one transaction) to the same nft process; install and removal stay one-shot', async () => {
+  it('writes every transaction (install, refreshes, removal) as one line to the same nft, which outlives a release', async () => {
     const { r, s, f } = setup();
-    s.onWrite = answer;
     await f.hold();
-    expect(r.calls).toHaveLength(1);
-    expect(s.procs).toHaveLength(0); // started by the first refresh
     for (const t of [1300, 1600]) {
       now = t;
       until = t + 800;
       expect(await f.refresh()).toBe(true);
     }
+    await f.release();
+    expect(r.calls).toHaveLength(0);
     expect(s.procs).toHaveLength(1);
     const p = s.last();
     expect([p.file, ...p.args]).toEqual(['nft', '-e', '-i']);
-    expect(p.written).toEqual([1300, 1600].map(() => [
+    expect(p.written).toHaveLength(4);
+    expect(p.written.every((l) => l.endsWith('\n') && !l.slice(0, -1).includes('\n'))).toBe(true);
+    expect(p.written[0]).toContain('table arp sandwich_fence {}; delete table arp sandwich_fence; table arp sandwich_fence {;   set valid');
+    expect(p.written[0]).toContain('add element arp sandwich_fence valid { 192.0.2.254 timeout 750ms }');
+    expect(p.written[1]).toBe([
       'add element arp sandwich_fence valid { 192.0.2.254 }',
       'delete element arp sandwich_fence valid { 192.0.2.254 }',
       'add element arp sandwich_fence valid { 192.0.2.254 timeout 800ms }',
       'add element ip6 sandwich_fence valid { 2001:db8::1 }',
       'delete element ip6 sandwich_fence valid { 2001:db8::1 }',
       'add element ip6 sandwich_fence valid { 2001:db8::1 timeout 800ms }',
-    ].join('; ') + '\n'));
-    expect(f.remainingMs()).toBe(800);
-    await f.release();
-    expect(p.stopped).toBe(true); // release ends the session
-    expect(r.calls).toHaveLength(2); // install + removal through the runner
+    ].join('; ') + '\n');
+    expect(p.written[3]).toBe('table arp sandwich_fence {}; delete table arp sandwich_fence; table ip6 sandwich_fence {}; delete table ip6 sandwich_fence\n');
+    expect(p.stopped).toBe(false); // kept for the next takeover
+    await f.close();
+    expect(p.stopped).toBe(true);
   });
 
-  it('waits for the generation line: the refresh is not done before nft has committed it', async () => {
+  it('waits for the generation line: a transaction is not done before nft has committed it', async () => {
     const { s, f } = setup();
     await f.hold();
+    s.onWrite = () => undefined;
     now = 1300;
     until = 2100;
     let done = false;
@@ -198,10 +203,31 @@ describe('ArpFence refreshed through one long-lived nft -i', () => {
     expect(done).toBe(true);
   });
 
-  it('an nft error fails the refresh with nft\'s message, kills that nft and leaves the table to be reinstalled', async () => {
-    const { r, s, f } = setup();
-    s.onWrite = (p) => p.handlers.onStderrLine?.('Error: Could not process rule: No such file or directory');
+  it('computes a queued transaction\'s timeout when its turn comes, not when it was asked for', async () => {
+    const { s, f } = setup();
     await f.hold();
+    let answerRelease!: () => void;
+    s.onWrite = (p, data) => { answerRelease = () => answer(p, data); };
+    const releasing = f.release(); // nft has not answered yet
+    until = 2200;
+    now = 1300;
+    const holding = f.hold(); // queued behind the removal
+    await new Promise((res) => setImmediate(res));
+    expect(s.last().written).toHaveLength(2);
+    now = 1500;
+    s.onWrite = answer;
+    answerRelease();
+    await releasing;
+    await holding;
+    expect(s.last().written[2]).toContain('add element arp sandwich_fence valid { 192.0.2.254 timeout 700ms }'); // 2200 − 1500
+    expect(f.state).toBe('installed');
+    await f.close();
+  });
+
+  it('an nft error fails the transaction with nft\'s message, kills that nft and leaves the table to be reinstalled', async () => {
+    const { s, f } = setup();
+    await f.hold();
+    s.onWrite = (p) => p.handlers.onStderrLine?.('Error: Could not process rule: No such file or directory');
     now = 1300;
     until = 2100;
     await expect(f.refresh()).rejects.toThrow(/fence: refresh ARP fence, 800 ms failed: nft -i: Error: Could not process rule: No such file or directory/);
@@ -210,20 +236,22 @@ describe('ArpFence refreshed through one long-lived nft -i', () => {
     expect(await f.refresh()).toBe(false); // nothing to refresh until installed again
     s.onWrite = answer;
     await f.hold();
-    expect(r.calls).toHaveLength(2);
+    expect(s.procs).toHaveLength(2); // a new nft
     now = 1600;
     until = 2500;
     expect(await f.refresh()).toBe(true);
-    expect(s.procs).toHaveLength(2); // a new nft
+    await f.close();
   });
 
   it('kills an nft that does not answer in time (a late transaction must not be applied), and one that exits', async () => {
     const { s, f } = setup(30);
     await f.hold();
+    s.onWrite = () => undefined;
     now = 1300;
     until = 2100;
     await expect(f.refresh()).rejects.toThrow(/nft -i: no answer within 30 ms/);
     expect(s.last().killed).toBe(true);
+    s.onWrite = answer;
     await f.hold();
     s.onWrite = (p) => p.exit({ code: 1, signal: null });
     now = 1600;
@@ -232,6 +260,7 @@ describe('ArpFence refreshed through one long-lived nft -i', () => {
     s.last().handlers.onStderrLine?.('nft: out of memory');
     await expect(refresh).rejects.toThrow(/nft -i exited \(code 1\): nft: out of memory/);
     expect(s.procs).toHaveLength(2);
+    await f.close();
   });
 });
 
