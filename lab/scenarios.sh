@@ -16,7 +16,7 @@
 #   all-down        fw1 and fw2 black-holed: fail-open keeps them in IPVS (nothing to fail over to)
 #   drain           `sandwich drain fw1`, then `sandwich undrain fw1`
 #   drift           by hand: `ipvsadm -d` fw1 on the VIP holder, `ip route del` er1's table 101
-#   failover        `sandwich failover --to <the other LB>`
+#   failover        `sandwich failover --to <the other LB> --wait 60000` (the VM is slow)
 #   leader-kill     kill -9 of the VIP holder's controller: the other LB takes over; restarted
 #   leader-stop     SIGSTOP of the VIP holder's controller: 5 s (shorter than the lab's 30 s lease:
 #                   it keeps the VIP), then until the other LB holds the VIP; after SIGCONT it
@@ -214,7 +214,7 @@ sc_drift() {
 sc_failover() {
   local from to t; from=$(holder); to=$(other "$from")
   t=$EPOCHREALTIME; mark "$M" "phase:failover" "sandwich failover --to $to"
-  note "$(sandwich failover --to "$to" --config "$CFG" 2>&1) (CLI took $(took "$t")s)"
+  note "$(sandwich failover --to "$to" --wait 60000 --config "$CFG" 2>&1) (CLI took $(took "$t")s)"
   mark "$M" requested "switchover requested"
   need "the VIP group moves to $to" wait_until 120 "VIP on $to only" vip_on "$to" "$from" > /dev/null && note "VIP group on $to only $(took "$t")s after the command started"
   POLL=1 need "traffic through $to" wait_until 60 "30 good requests" loadgen_ok_since "$R" "$t" 30 > /dev/null
@@ -265,22 +265,22 @@ sc_leader-stop() {
 switchover_count() { local f=$SW_DIR/$1/events.log line c=0; [ -f "$f" ] && while IFS= read -r line; do [[ $line == *'"event":"switchover"'* ]] && c=$((c + 1)); done < "$f"; echo "$c"; }
 switchover_seen() { [ "$(switchover_count "$1")" -gt "$2" ]; }
 sc_etcd-kill-failover() {
-  local from to t m n0 cli rc
+  local from to t m n0 cli rc took_s
   from=$(holder); to=$(other "$from")
   need "three etcd members (LAB_ETCD_MEMBERS=3)" [ "$ETCD_N" = 3 ] || return 0
   m=$(etcd_ctl leader) || m=''
   need "etcd's raft leader found" [ -n "$m" ] || return 0
   n0=$(switchover_count "$from")
   t=$EPOCHREALTIME; mark "$M" "phase:failover" "sandwich failover --to $to; kill -9 etcd $m (raft leader) once $from takes the request"
-  ( sandwich failover --to "$to" --config "$CFG" > "$DIR/failover-cli.out" 2>&1; echo $? > "$DIR/failover-cli.rc" ) &
+  ( sandwich failover --to "$to" --wait 60000 --config "$CFG" > "$DIR/failover-cli.out" 2>&1; echo "$? $(el "$t" "$EPOCHREALTIME")" > "$DIR/failover-cli.rc" ) &
   cli=$!
   need "$from takes the switchover request" wait_until 120 "switchover event on $from" switchover_seen "$from" "$n0" > /dev/null
   etcd_ctl kill "$m"; mark "$M" etcd-killed "kill -9 etcd $m"
   note "etcd $m (raft leader) killed $(took "$t")s after the command started, once $from had logged the switchover request"
   need "the VIP group moves to $to" wait_until 180 "VIP on $to only" vip_on "$to" "$from" > /dev/null && note "VIP group on $to only $(took "$t")s after the command started"
   wait "$cli" || true
-  rc=$(cat "$DIR/failover-cli.rc" 2>/dev/null || echo '?')
-  note "CLI (exit $rc, $(took "$t")s): $(tr '\n' ' ' < "$DIR/failover-cli.out" | cut -c1-300)"
+  read -r rc took_s < "$DIR/failover-cli.rc" 2>/dev/null || { rc='?' took_s='?'; }
+  note "CLI (exit $rc, ${took_s}s): $(tr '\n' ' ' < "$DIR/failover-cli.out" | cut -c1-300)"
   need "$to is ingress leader" wait_until 60 "$to leader" is_leader "$to" > /dev/null
   POLL=1 need "traffic through $to" wait_until 60 "30 good requests" loadgen_ok_since "$R" "$t" 30 > /dev/null
   t=$EPOCHREALTIME; mark "$M" "phase:etcd-restart" "etcd $m restarted"
