@@ -145,7 +145,8 @@ lab_up() {
   wait "$stage" || return 1
   # etcd's default 100/1000 ms heartbeat/election flaps leadership in the starved VM
   # ("leader failed to send out heartbeat on time"); the lease TTL (30 s) stays above 1.5 x election.
-  # One member by default: three idle members alone took 33-100 % of a vCPU in TCG (lab/README.md).
+  # Three members by default (etcd-kill-failover needs them); LAB_ETCD_MEMBERS=1 on a loaded host:
+  # three idle members alone took 33-100 % of a vCPU in TCG (lab/README.md).
   say "starting etcd ($ETCD_N member(s), heartbeat ${ETCD_HEARTBEAT_MS:-300} ms, election ${ETCD_ELECTION_MS:-3000} ms)"
   etcd_ctl start
   watch_start "$1"
