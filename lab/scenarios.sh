@@ -59,7 +59,10 @@ lab_up "$S/watch" || { say "FAIL: the controllers did not bring the sandwich up"
 
 holder() { if has_vip lb1 && ! has_vip lb2; then echo lb1; elif has_vip lb2 && ! has_vip lb1; then echo lb2; else echo none; fi; }
 other() { [ "$1" = lb1 ] && echo lb2 || echo lb1; }
-normal() { both_weights_are 100 100 && [ "$(holder)" != none ]; }
+# Normal: both firewalls at 100 on both LBs, one VIP holder, er1's tables via their own firewall
+# (a scenario that ended with table 101 still via fw2 made the next one's baseline fail: replies
+# of flows through fw1 went back through fw2, which drops them).
+normal() { both_weights_are 100 100 && [ "$(holder)" != none ] && table_is 101 10.2.0.11 && table_is 102 10.2.0.12; }
 
 # Per-scenario state, set by run_scenario and the scenario functions.
 SC='' DIR='' M='' R='' problems=() notes=()
@@ -149,6 +152,7 @@ leg() { # leg <eth0|eth1> <label>
   POLL=1 need "new requests succeed with fw1 down" wait_until 60 "30 good requests" loadgen_ok_since "$R" "$t" 30 > /dev/null
   t=$EPOCHREALTIME; mark "$M" "phase:repair" "fw1 $2 cable back"; cables "$1" up
   need "fw1 back on both LBs" wait_until 150 "fw1 at weight 100" both_weights_are 100 100 > /dev/null && note "fw1 back after $(took "$t")s"
+  need "er1 table 101 back via fw1" wait_until 60 "table 101 via fw1" table_is 101 10.2.0.11 > /dev/null
   local why
   why=$(grep -h '"event":"verdict"' "$SW_DIR"/*/events.log 2>/dev/null | grep '"firewall":"fw1"' | grep -o '"reason":"[^"]*' | grep -i 'down' | tail -n 1 | cut -c11-)
   note "verdict: ${why:-none logged}"
@@ -293,7 +297,7 @@ run_scenario() {
   SC=$1 DIR=$S/$1 problems=() notes=()
   mkdir -p "$DIR"; M=$DIR/markers.jsonl R=$DIR/requests.jsonl
   say "== $SC"
-  POLL=1 wait_until 200 "normal state before $SC (both firewalls at 100 on both LBs, one VIP holder)" normal > /dev/null \
+  POLL=1 wait_until 200 "normal state before $SC (both firewalls at 100 on both LBs, one VIP holder, er1 tables via fw1/fw2)" normal > /dev/null \
     || { problems+=("not back to normal before the scenario"); }
   # The baseline starts once the load flows: every long-lived connection has answered. A VM stall
   # right then (a lapsed lease drops the VIP group for half a minute) leaves no baseline: the load
