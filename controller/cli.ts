@@ -1,7 +1,7 @@
 // `sandwich` command line. User mistakes print one clear message and a non-zero exit, never a stack trace.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, configJsonSchema, eventLogPaths, loadConfig, nodeByName, type Config } from './config';
 import { openStore, planNode, runDaemon } from './daemon';
 import { collectStatus, formatStatus } from './status';
@@ -174,11 +174,16 @@ export function buildProgram(io: Io, setCode: (c: number) => void): Command {
     .addOption(configOption())
     .option('--to <node>', 'target node (default: any other healthy node)')
     .addOption(new Option('--role <role>', 'which pair').choices(['ingress', 'egress']).default('ingress'))
-    .action(async (o: { config: string; to?: string; role: 'ingress' | 'egress' }) => {
+    .option('--wait <ms>', 'how long to wait for the leadership to move before withdrawing the request', (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 100 || n > 600_000) throw new InvalidArgumentError('--wait must be a whole number of milliseconds, 100 to 600000');
+      return n;
+    }, 10_000)
+    .action(async (o: { config: string; to?: string; role: 'ingress' | 'egress'; wait: number }) => {
       const config = loadConfig(o.config);
       const store = await needStore(config);
       try {
-        io.out(await requestSwitchover(config, store, o.role, o.to ?? null, process.env.SUDO_USER ?? process.env.USER ?? 'operator'));
+        io.out(await requestSwitchover(config, store, o.role, o.to ?? null, process.env.SUDO_USER ?? process.env.USER ?? 'operator', o.wait));
       } finally {
         await store.close();
       }

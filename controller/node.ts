@@ -57,6 +57,8 @@ export class NodeController {
   readonly self: NodeConfig;
   private lifecycle: Lifecycle = 'STARTING';
   private leadership: Leadership | null = null;
+  /** The switchover this node resigned for (target, local wall time): honoured even if the request is withdrawn meanwhile. */
+  private resignedFor: { to: string; at: number } | null = null;
   private holdsVips = false;
   private desired: { value: Desired; version: number } | null = null;
   private appliedRevision: number | null = null;
@@ -219,13 +221,20 @@ export class NodeController {
 
   private async campaign(): Promise<void> {
     const sw = await this.deps.store.getSwitchover(this.role);
-    // Let the named target go first, for a bounded time (it may have died meanwhile).
-    if (sw && sw.to !== null && sw.to !== this.self.name && this.now() - sw.at < this.config.timing.switchoverTimeoutMs) return;
+    // Let the named target go first, for a bounded time (it may have died meanwhile). A node that
+    // resigned for a switchover does so from its resignation on, even when the request is gone:
+    // the operator's CLI withdraws it after its wait, possibly after the leader read it (seen in
+    // the lab VM), and re-campaigning at once would hand the leadership straight back to itself.
+    const wait = this.config.timing.switchoverTimeoutMs;
+    if (sw && sw.to !== null && sw.to !== this.self.name && this.now() - sw.at < wait) return;
+    const r = this.resignedFor;
+    if (r && r.to !== this.self.name && this.now() - r.at < wait) return;
     const l = await this.deps.store.campaign(this.role, this.self.name);
     if (!l) {
       this.scheduleTakeover();
       return;
     }
+    this.resignedFor = null;
     if (sw?.to === this.self.name) await this.deps.store.deleteSwitchover(this.role);
     this.leadership = l;
     this.emit({ event: 'leader', node: this.self.name, reason: `${this.self.name} is now ${this.role} leader${sw ? ` (switchover requested by ${sw.requestedBy})` : ''}` });
@@ -322,6 +331,7 @@ export class NodeController {
     const l = this.leadership;
     this.emit({ event: 'switchover', node: this.self.name, reason: `switchover of ${this.role} leadership from ${this.self.name} to ${sw.to ?? 'any healthy node'} requested by ${sw.requestedBy}` });
     this.leadership = null;
+    if (sw.to !== null) this.resignedFor = { to: sw.to, at: this.now() };
     await this.dropVips('switchover');
     await this.deps.store.resign(l);
     this.emit({ event: 'leader', node: this.self.name, reason: `${this.self.name} resigned ${this.role} leadership for switchover` });

@@ -1,13 +1,17 @@
 """Turns one lab run's raw records into measurements, an SVG timeline and a markdown table.
 
 Inputs: the load generator's JSON lines (lab/loadgen.py), the VIP watchers' JSON lines
-(lab/vipwatch.py, one file per LB), lab markers (JSON lines {t, name, detail}; a marker named
+(lab/watch.py, one file per LB: is the VIP address local), the ARP watcher's JSON lines
+(lab/arpwatch.py in the upstream router: which LBs answer ARP for the VIP), lab markers (JSON lines {t, name, detail}; a marker named
 "phase:<name>" starts a measured phase that ends at the next phase marker or at the end of the
 load), and the controllers' events (`sandwich events --json`).
 Per phase: requests, failed requests, seconds from the phase start until every new request
 succeeds (start of the first request after the last failure; 0 without failures), long-lived
-connections alive at the phase start and lost during it, seconds during which both LBs held the VIP.
-  analyze.py --records R --vip F1 --vip F2 --markers M --events E --title T --json OUT.json --svg OUT.svg --md OUT.md
+connections alive at the phase start and lost during it, dual-VIP seconds: with --arp, during which
+two LBs answered the same ARP request for the VIP (what the network sees: an LB that keeps the address
+behind an expired ARP fence does not count), else during which both held the address; the address
+count is always reported too (dualVipAddressSeconds), and gratuitous ARPs per LB (garps).
+  analyze.py --records R --vip F1 --vip F2 [--arp A] --markers M --events E --title T --json OUT.json --svg OUT.svg --md OUT.md
 """
 import argparse
 import datetime
@@ -18,6 +22,7 @@ import sys
 p = argparse.ArgumentParser(description=__doc__)
 p.add_argument("--records", required=True)
 p.add_argument("--vip", action="append", default=[])
+p.add_argument("--arp", help="lab/arpwatch.py's JSON lines: the dual-VIP measurement that respects the ARP fence")
 p.add_argument("--markers", required=True)
 p.add_argument("--events", action="append", default=[], help="JSON-lines event logs (`sandwich events --json` or the nodes' files)")
 p.add_argument("--title", default="sandwich lab")
@@ -61,6 +66,11 @@ for path in a.vip:
     for v in jsonl(path):
         vip.setdefault(v["node"], []).append(v)
 
+arp_recs = jsonl(a.arp) if a.arp else []
+arp_sets = sorted((r for r in arp_recs if "answered" in r), key=lambda r: r["t"])
+arp_end = next((r["t"] for r in arp_recs if r.get("end")), None)
+garps = [r for r in arp_recs if r.get("k") == "garp"]
+
 if not reqs:
     sys.exit(f"analyze.py: no requests in {a.records}")
 t_first, t_last = reqs[0]["t"], max(r["t"] + r["ms"] / 1000 for r in reqs)
@@ -96,6 +106,38 @@ def overlap(lo, hi):
             s, e = max(s1, s2, lo), min(e1, e2, hi)
             tot += max(0.0, e - s)
     return tot
+
+
+def arp_dual(lo, hi):
+    """Seconds in [lo, hi) during which two or more LBs answered the same ARP request for the VIP."""
+    tot = 0.0
+    for i, r in enumerate(arp_sets):
+        s = r["t"]
+        e = arp_sets[i + 1]["t"] if i + 1 < len(arp_sets) else (arp_end or t_end)
+        if len(r["answered"]) >= 2:
+            tot += max(0.0, min(e, hi) - max(s, lo))
+    return tot
+
+
+def arp_at(t):
+    cur = None
+    for r in arp_sets:
+        if r["t"] > t:
+            break
+        cur = r["answered"]
+    return cur
+
+
+def dual(lo, hi):
+    return arp_dual(lo, hi) if a.arp else overlap(lo, hi)
+
+
+def garps_in(lo, hi):
+    out = {}
+    for g in garps:
+        if lo <= g["t"] < hi:
+            out[g["node"]] = out.get(g["node"], 0) + 1
+    return out
 
 
 def holder_at(t):
@@ -134,8 +176,11 @@ for i, m in enumerate(pm):
         "failedErrors": sorted({(r.get("err") or "?").split(":")[0] for r in failed}),
         "recoverySeconds": None if recovery is None else round(recovery, 2),
         "longAlive": len(alive), "longLost": len(lost),
-        "dualVipSeconds": round(overlap(lo, hi), 2),
+        "dualVipSeconds": round(dual(lo, hi), 2),
+        "dualVipAddressSeconds": round(overlap(lo, hi), 2),
         "vipHolderAtEnd": holder_at(hi - 0.01),
+        "arpAnsweringAtEnd": arp_at(hi - 0.01),
+        "garps": garps_in(lo, hi),
         "events": len(ev),
     })
 
@@ -144,8 +189,12 @@ result = {
     "start": t_first, "end": t_end,
     "requests": len(reqs), "failed": sum(1 for r in reqs if not r["ok"]),
     "long": end_rec["long"] if end_rec else {},
-    "dualVipSeconds": round(overlap(t_first, t_end), 2),
+    "dualVipSource": "arp" if a.arp else "address",
+    "dualVipSeconds": round(dual(t_first, t_end), 2),
+    "dualVipAddressSeconds": round(overlap(t_first, t_end), 2),
     "vipHolderAtEnd": holder_at(t_end - 0.01),
+    "arpAnsweringAtEnd": arp_at(t_end - 0.01),
+    "garps": garps_in(t_first, t_end + 1),
     "markers": markers,
     "phases": phases,
     "events": [{k: e[k] for k in ("ts", "node", "event", "firewall", "reason") if k in e} for e in events],
@@ -169,14 +218,19 @@ x = lambda t: L + (t - t_first) / span * plot_w
 out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
        f'<rect width="{W}" height="{H}" fill="white"/>',
        f'<text x="{L}" y="18" font-size="14" font-weight="bold">{html.escape(a.title)}</text>',
-       f'<text x="{L}" y="32" fill="#555">requests per {BIN} s: ok (green, up), failed (red, down); dashed: lab actions; ticks: controller events; orange band: both LBs hold the VIP</text>']
+       f'<text x="{L}" y="32" fill="#555">requests per {BIN} s: ok (green, up), failed (red, down); dashed: lab actions; ticks: controller events; grey band: both LBs have the VIP address; orange band: two LBs answer ARP for it</text>']
 names = sorted(vip_iv)
 if len(names) == 2:
     for s1, e1 in vip_iv[names[0]]:
         for s2, e2 in vip_iv[names[1]]:
             s, e = max(s1, s2), min(e1, e2)
             if e > s:
-                out.append(f'<rect x="{x(s):.1f}" y="{T}" width="{max(1, x(e) - x(s)):.1f}" height="{H - B - T}" fill="orange" opacity="0.4"/>')
+                out.append(f'<rect x="{x(s):.1f}" y="{T}" width="{max(1, x(e) - x(s)):.1f}" height="{H - B - T}" fill="#999" opacity="0.25"/>')
+for i, r in enumerate(arp_sets):
+    if len(r["answered"]) >= 2:
+        s, e = max(t_first, r["t"]), min(t_end, arp_sets[i + 1]["t"] if i + 1 < len(arp_sets) else (arp_end or t_end))
+        if e > s:
+            out.append(f'<rect x="{x(s):.1f}" y="{T}" width="{max(1, x(e) - x(s)):.1f}" height="{H - B - T}" fill="orange" opacity="0.5"/>')
 for i in range(nb):
     bx, bw = x(t_first + i * BIN), max(1.0, plot_w * BIN / span - 0.5)
     if ok_b[i]:
@@ -210,13 +264,23 @@ with open(a.svg, "w") as f:
     f.write("\n".join(out) + "\n")
 
 if a.md:
+    DV = ", ARP" if a.arp else ", address"
+    HE = " (address / answering ARP)" if a.arp else ""
+
+    def holders(ph):
+        h = ", ".join(ph["vipHolderAtEnd"]) or "none"
+        if a.arp:
+            arp = ph["arpAnsweringAtEnd"]
+            h += " / " + ("?" if arp is None else ", ".join(arp) or "none")
+        return h
+
     lines = [f"### {a.title}", "",
-             "| phase | what | requests | failed | until every new request succeeds (s) | long-lived lost / alive | dual-VIP (s) | VIP holder at end |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+             f"| phase | what | requests | failed | until every new request succeeds (s) | long-lived lost / alive | dual-VIP{DV} (s) | VIP address on both (s) | VIP holder at end{HE} |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for ph in phases:
         rec_s = "never" if ph["recoverySeconds"] is None else f'{ph["recoverySeconds"]:.2f}'
-        lines.append(f'| {ph["name"]} | {ph["detail"]} | {ph["requests"]} | {ph["failed"]} | {rec_s} | {ph["longLost"]} / {ph["longAlive"]} | {ph["dualVipSeconds"]:.2f} | {", ".join(ph["vipHolderAtEnd"]) or "none"} |')
+        lines.append(f'| {ph["name"]} | {ph["detail"]} | {ph["requests"]} | {ph["failed"]} | {rec_s} | {ph["longLost"]} / {ph["longAlive"]} | {ph["dualVipSeconds"]:.2f} | {ph["dualVipAddressSeconds"]:.2f} | {holders(ph)} |')
     with open(a.md, "w") as f:
         f.write("\n".join(lines) + "\n")
 print(json.dumps({"requests": result["requests"], "failed": result["failed"], "phases": [
-    {k: ph[k] for k in ("name", "requests", "failed", "recoverySeconds", "longLost", "longAlive", "dualVipSeconds", "vipHolderAtEnd")} for ph in phases]}))
+    {k: ph[k] for k in ("name", "requests", "failed", "recoverySeconds", "longLost", "longAlive", "dualVipSeconds", "dualVipAddressSeconds", "vipHolderAtEnd")} for ph in phases]}))

@@ -8,6 +8,7 @@
 #   lab/etcd.sh stop         stop all members (SIGTERM)
 #   lab/etcd.sh kill <eN>    SIGKILL one member (a crash; SIGTERM would hand leadership over)
 #   lab/etcd.sh health       etcdctl endpoint health for all members
+#   lab/etcd.sh leader       prints the raft leader's name (eN); status 1 if no member says it leads
 # Env: ETCD_HEARTBEAT_MS (100), ETCD_ELECTION_MS (1000): etcd's defaults; lease TTL >= ~1.5 x election.
 # ETCD_GOMAXPROCS (1). ETCD_MEMBERS (3): 1 runs e1 alone.
 set -euo pipefail
@@ -66,5 +67,8 @@ case ${1:-} in
   kill) [[ ${2:-} =~ ^e[123]$ ]] || die "kill needs a member: e1, e2 or e3"
         running "$2" || die "$2 is not running"; kill -9 "$(cat "$D/$2.pid")"; rm -f "$D/$2.pid" ;;
   health) ctl --endpoints "$ENDPOINTS" --command-timeout 2s endpoint health ;;
-  *) die "usage: lab/etcd.sh start [--no-wait]|wait|stop|kill <eN>|health" ;;
+  # `endpoint status -w simple`: endpoint, ID, version, db size, is leader, ... (one line per member)
+  leader) { ctl --endpoints "$ENDPOINTS" --command-timeout 5s endpoint status -w simple 2>/dev/null || true; } \
+            | awk -F', ' '$5 == "true" { if (match($1, /10\.9\.0\.[123]:/)) { print "e" substr($1, RSTART + 7, 1); found = 1; exit } } END { exit !found }' ;;
+  *) die "usage: lab/etcd.sh start [--no-wait]|wait|stop|kill <eN>|health|leader" ;;
 esac

@@ -78,17 +78,26 @@ is_leader() {
 
 # The LB watchers (lab/watch.py, one per LB namespace, no exec per sample) keep
 # $LAB_RUN/watch/<lb> = "<vip 0|1> <fw1 weight|-> <fw2 weight|->"; their change logs go to <prefix>.<lb>.
+# The ARP watcher (lab/arpwatch.py, in ir) keeps $LAB_RUN/watch/arp and logs to <prefix>.arp.
 watch_start() { # watch_start <log prefix>
   local n
   rm -f "$LAB_RUN/watch.stop"; mkdir -p "$LAB_RUN/watch"
   for n in lb1 lb2; do
     ip netns exec "$n" /usr/bin/python3 "$LAB_REPO/lab/watch.py" --name "$n" --out "$1.$n" \
-      --state "$LAB_RUN/watch/$n" --stop-file "$LAB_RUN/watch.stop" > "$LAB_LOGS/watch-$n.out" 2>&1 < /dev/null &
+      --state "$LAB_RUN/watch/$n" --stop-file "$LAB_RUN/watch.stop" --max 14400 > "$LAB_LOGS/watch-$n.out" 2>&1 < /dev/null &
   done
+  # Who answers ARP for the gateway VIP, seen from the upstream router (lab/arpwatch.py): the
+  # dual-VIP measurement that respects the ARP fence. Log: <prefix>.arp; state: $LAB_RUN/watch/arp.
+  local macs
+  macs=lb1=$(ip -n lb1 -br link show eth0 | awk '{ print $3 }'),lb2=$(ip -n lb2 -br link show eth0 | awk '{ print $3 }')
+  ip netns exec ir /usr/bin/python3 "$LAB_REPO/lab/arpwatch.py" --iface eth1 --macs "$macs" --out "$1.arp" \
+    --state "$LAB_RUN/watch/arp" --stop-file "$LAB_RUN/watch.stop" --max 14400 > "$LAB_LOGS/arpwatch.out" 2>&1 < /dev/null &
   # shellcheck disable=SC2016 # expanded by eval, at each poll
-  wait_until 120 "the LB watchers" eval '[ -f "$LAB_RUN/watch/lb1" ] && [ -f "$LAB_RUN/watch/lb2" ]' > /dev/null
+  wait_until 120 "the LB watchers" eval '[ -f "$LAB_RUN/watch/lb1" ] && [ -f "$LAB_RUN/watch/lb2" ] && [ -f "$LAB_RUN/watch/arp" ]' > /dev/null
 }
 watch_stop() { touch "$LAB_RUN/watch.stop"; }
+# arp_answering: the LBs that answered the ARP watcher's last closed request ("lb1", "lb1 lb2", "-").
+arp_answering() { local l; read -r l < "$LAB_RUN/watch/arp" 2>/dev/null || return 1; echo "$l"; }
 watch_state() { local v w1 w2; read -r v w1 w2 < "$LAB_RUN/watch/$1" 2>/dev/null || return 1; echo "$v $w1 $w2"; }
 # has_vip <lb>: the gateway VIP is local in the namespace.
 has_vip() { local v _; read -r v _ < "$LAB_RUN/watch/$1" 2>/dev/null && [ "$v" = 1 ]; }
@@ -120,6 +129,9 @@ table_is() { [ "$(table_via "$1")" = "$2" ] || { sleep 1.5; return 1; }; }   # s
 vip_on() { has_vip "$1" && ! has_vip "$2"; }
 leader_is() { is_leader "$1"; }
 
+# etcd_ctl <lab/etcd.sh args>: with the lab's member count and timing (a restarted member gets the same flags).
+etcd_ctl() { ETCD_MEMBERS=$ETCD_N ETCD_HEARTBEAT_MS=${ETCD_HEARTBEAT_MS:-300} ETCD_ELECTION_MS=${ETCD_ELECTION_MS:-3000} "$LAB_REPO/lab/etcd.sh" "$@"; }
+
 # The sandwich without seed real servers, etcd, the LB watchers and the controllers; lb1 first so
 # that it leads. <watch log prefix> as for watch_start.
 lab_up() {
@@ -133,9 +145,10 @@ lab_up() {
   wait "$stage" || return 1
   # etcd's default 100/1000 ms heartbeat/election flaps leadership in the starved VM
   # ("leader failed to send out heartbeat on time"); the lease TTL (30 s) stays above 1.5 x election.
-  # One member by default: three idle members alone took 33-100 % of a vCPU in TCG (lab/README.md).
+  # Three members by default (etcd-kill-failover needs them); LAB_ETCD_MEMBERS=1 on a loaded host:
+  # three idle members alone took 33-100 % of a vCPU in TCG (lab/README.md).
   say "starting etcd ($ETCD_N member(s), heartbeat ${ETCD_HEARTBEAT_MS:-300} ms, election ${ETCD_ELECTION_MS:-3000} ms)"
-  ETCD_MEMBERS=$ETCD_N ETCD_HEARTBEAT_MS=${ETCD_HEARTBEAT_MS:-300} ETCD_ELECTION_MS=${ETCD_ELECTION_MS:-3000} "$LAB_REPO/lab/etcd.sh" start
+  etcd_ctl start
   watch_start "$1"
   say "starting sandwich run for er1 and lb1 (a node process takes a minute or more to start in this VM)"
   node_start er1; node_start lb1

@@ -1,6 +1,6 @@
 // The controller with real IPVS: boots the lab VM once (lab/vm/run.sh, qemu TCG) and runs a subset
 // of lab/scenarios.sh under load, then checks each scenario's measurements (requests, weights as
-// seen by lab/watch.py, VIP holder, dual-VIP time).
+// seen by lab/watch.py, VIP holder, dual-VIP time: two LBs answering ARP for the VIP, lab/arpwatch.py).
 // Subset (fits CI's budget; the VM is ~25x slower than the host): fw1-blackhole, drift, failover,
 // leader-kill. `lab/vm/run.sh lab/scenarios.sh -- all` runs every scenario (docs/lab-results.md).
 import { execFile } from 'node:child_process';
@@ -123,12 +123,15 @@ describe('lab: the controller with real IPVS in the VM', () => {
     expect(from).toHaveLength(1);
     const to = from[0] === 'lb1' ? 'lb2' : 'lb1';
     const kill = phase(s, 'kill');
-    // The dead controller's addresses stay (its ARP fence keeps them silent): the other LB holds them too.
+    // The dead controller's addresses stay (its ARP fence keeps them silent): the other LB holds them too,
+    // but the upstream router never sees two LBs answer ARP for the VIP (dualVipSeconds: lab/arpwatch.py).
     expect(kill.vipHolderAtEnd).toContain(to);
+    expect(kill.dualVipSeconds).toBe(0);
     expect(kill.recoverySeconds).not.toBeNull();
     expect(kill.recoverySeconds!).toBeLessThan(90);
     const restart = phase(s, 'restart');
     expect(restart.vipHolderAtEnd).toEqual([to]);
     expect(s.vipHolderAtEnd).toEqual([to]);
+    expect(s.dualVipSeconds).toBe(0);
   });
 });

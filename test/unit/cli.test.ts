@@ -75,6 +75,12 @@ describe('sandwich CLI', () => {
     expect(r.err).toMatch(/needs the shared store: set store.kind: etcd/);
   });
 
+  it('failover --wait takes whole milliseconds (usage error otherwise)', async () => {
+    const r = await run('failover', '--config', EXAMPLE, '--to', 'lb2', '--wait', '5s');
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/--wait must be a whole number of milliseconds/);
+  });
+
   it('the committed JSON Schema for editors is current (regenerate: sandwich schema > deploy/config.schema.json)', () => {
     const committed = JSON.parse(readFileSync(join(__dirname, '../../deploy/config.schema.json'), 'utf8'));
     expect(committed).toEqual(configJsonSchema());

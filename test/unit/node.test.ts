@@ -233,6 +233,34 @@ describe('NodeController (in-memory store)', () => {
     expect(ms!).toBeGreaterThanOrEqual(150);
     expect(ms!).toBeLessThan(1500); // the decide tick is 5 s
     expect(await timeToLead(false)).toBeNull(); // without the due time it waits for its tick
+  it('a switchover the leader has taken completes even if the request is withdrawn before it resigns', async () => {
+    // The CLI withdraws its request when leadership has not moved within its wait; a slow leader may
+    // have read it just before. Once it resigns for the switchover, the target must get its turn.
+    const store = new MemoryStore();
+    const a = makeNode(store, 'lb1');
+    const b = makeNode(store, 'lb2');
+    running.push(a.node, b.node);
+    await a.node.start();
+    await until(() => a.actuator.last()?.holdsVips === true);
+    await b.node.start();
+    for (const fw of ['fw1', 'fw2']) b.prober().report(fw, 'path-http', 'up');
+    const resign = store.resign.bind(store);
+    store.resign = async (l) => {
+      await store.deleteSwitchover('ingress');   // the CLI's withdrawal, between the leader's read and its resignation
+      return resign(l);
+    };
+    // The target is the slower campaigner (in the lab VM the old leader won the race back).
+    const campaign = store.campaign.bind(store);
+    store.campaign = async (role, n) => {
+      if (n === 'lb2') await wait(300);
+      return campaign(role, n);
+    };
+    await store.putSwitchover({ role: 'ingress', to: 'lb2', from: 'lb1', requestedBy: 'test', at: Date.now() });
+    await until(() => a.events.events.some((e) => e.event === 'leader' && /resigned/.test(e.reason)));
+    expect(await store.getSwitchover('ingress')).toBeNull();
+    await until(() => b.actuator.last()?.holdsVips === true);
+    expect((await store.getLeader('ingress'))?.node).toBe('lb2');
+    expect(a.events.events.filter((e) => e.event === 'leader' && /lb1 is now ingress leader/.test(e.reason))).toHaveLength(1);
   });
 
   it('stops cleanly: VIPs released, leadership given up, lifecycle events in order', async () => {
