@@ -48,6 +48,7 @@ async function main(): Promise<void> {
     const load1 = loadavg()[0]!;
     await oneShot.release();
     await session.release();
+    await session.close(); // the long-lived nft
     const row = (name: 'run' | 'session') => ({ p50: pct(times[name], 50), p99: pct(times[name], 99), max: Math.max(...times[name]) });
     const result = { refreshes: n, cpus: cpus().length, cpu: cpus()[0]?.model, load: [load0, load1], run: row('run'), session: row('session') };
     const f = (x: number) => `${x.toFixed(2)} ms`;

@@ -233,6 +233,8 @@ describe('NodeController (in-memory store)', () => {
     expect(ms!).toBeGreaterThanOrEqual(150);
     expect(ms!).toBeLessThan(1500); // the decide tick is 5 s
     expect(await timeToLead(false)).toBeNull(); // without the due time it waits for its tick
+  });
+
   it('a switchover the leader has taken completes even if the request is withdrawn before it resigns', async () => {
     // The CLI withdraws its request when leadership has not moved within its wait; a slow leader may
     // have read it just before. Once it resigns for the switchover, the target must get its turn.
