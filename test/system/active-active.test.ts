@@ -212,7 +212,6 @@ describe('active-active LB pair behind ECMP (namespaces aa-*)', () => {
       a.close();
       await a.settled();
     }
-    // eslint-disable-next-line no-console
     console.log(`active-active figures (router ARP timers: base_reachable 1000 ms, delay_probe 200 ms, retrans 200 ms, 2 unicast probes):\n  ${figures.join('\n  ')}`);
     down();
     rmSync(dir, { recursive: true, force: true });
