@@ -35,6 +35,8 @@ const x = (n: string, ...args: string[]) => sh(ns(n), args);
 const FLOWS = join(__dirname, 'flows.py');
 const SOURCES = Array.from({ length: 8 }, (_, i) => `203.0.113.${100 + i}`);
 const INTERVAL_MS = 10;
+/** pathFenceMs below: the window each refresh of lb1's path fence opens. */
+const FENCE_MS = 3000;
 
 const CONFIG = `
 cluster: aa
@@ -54,7 +56,7 @@ vipGroups:
     paths:
       - { node: lb1, address: 192.0.2.21/24, interface: client }
       - { node: lb2, address: 192.0.2.22/24, interface: client }
-    pathFenceMs: 1500
+    pathFenceMs: 3000
     garp: { count: 1, repeatAfterMs: 0, refreshIntervalMs: 1000 }
 `;
 
@@ -170,7 +172,8 @@ describe('active-active LB pair behind ECMP (namespaces aa-*)', () => {
   let refresher: NodeJS.Timeout | null = null;
   const act = {
     lb1: new Actuator(config, 'lb1', new NoIpvsRunner(new NetnsRunner(new ExecRunner(5000), ns('l1'))), { pathFenceUntil: () => fenceUntil }),
-    lb2: new Actuator(config, 'lb2', new NoIpvsRunner(new NetnsRunner(new ExecRunner(5000), ns('l2'))), { pathFenceUntil: () => performance.now() + 60_000 }),
+    // lb2's fence is installed once with a 10-minute window (never refreshed here).
+    lb2: new Actuator(config, 'lb2', new NoIpvsRunner(new NetnsRunner(new ExecRunner(5000), ns('l2'))), { pathFenceUntil: () => performance.now() + 600_000 }),
   };
   const phases: Phase[] = [];
   const figures: string[] = [];
@@ -194,12 +197,12 @@ describe('active-active LB pair behind ECMP (namespaces aa-*)', () => {
 
   beforeAll(async () => {
     up();
-    fenceUntil = performance.now() + 1500;
+    fenceUntil = performance.now() + FENCE_MS;
     await hold('lb1', true);
     await hold('lb2', true);
     refresher = setInterval(() => {
       if (frozen) return;
-      const until = performance.now() + 1500;
+      const until = performance.now() + FENCE_MS;
       fenceUntil = until;
       act.lb1.refreshPathFence().then((done) => void (done && (lastFence = until)), () => undefined);
     }, 100);
@@ -263,7 +266,7 @@ describe('active-active LB pair behind ECMP (namespaces aa-*)', () => {
     await p.start();
     const { on1, on2 } = baseline(p);
     expect(on1.length).toBeGreaterThan(5);
-    // The controller stops refreshing: the fence element expires pathFenceMs (1.5 s) after the last refresh.
+    // The controller stops refreshing: the fence element expires pathFenceMs (3 s) after the last refresh.
     frozen = true;
     await sleep(150);
     expect(lastFence).toBeGreaterThan(performance.now());
@@ -278,7 +281,7 @@ describe('active-active LB pair behind ECMP (namespaces aa-*)', () => {
     const moved = on1.map((k) => r2[k]!.first - expiry);
     const lost = on1.reduce((s, k) => s + sent[k]! - r1[k]!.count - r2[k]!.count, 0);
     expect(lost).toBe(0);
-    figures.push(`frozen controller (path fence expiry): ${on1.length} flows moved to lb2 ${ms(Math.min(...moved))}–${ms(Math.max(...moved))} ms after the fence expired (pathFenceMs 1500 after the last refresh), ${lost} lost; ${on2.length} lb2 flows kept, 0 lost`);
+    figures.push(`frozen controller (path fence expiry): ${on1.length} flows moved to lb2 ${ms(Math.min(...moved))}–${ms(Math.max(...moved))} ms after the fence expired (pathFenceMs ${FENCE_MS} after the last refresh), ${lost} lost; ${on2.length} lb2 flows kept, 0 lost`);
     // Thawed: the next refresh revives the element, and the periodic gratuitous ARP (1 s here) brings the path back.
     const t0 = performance.now();
     frozen = false;
