@@ -119,7 +119,7 @@ m = {}
 for lb in ("lb1", "lb2"):
     for line in open(f"{d}/ip_vs_conn.{lb}"):
         p = line.split()
-        if len(p) < 9 or p[0] != "TCP" or p[8] != "ESTABLISHED":
+        if len(p) < 8 or p[0] != "TCP" or p[7] != "ESTABLISHED":
             continue
         src = socket.inet_ntoa(struct.pack("!I", int(p[1], 16)))
         m.setdefault(src, set()).add(lb)
