@@ -175,7 +175,7 @@ export class NodeController {
 
   private onObservation(o: Observation, changed: boolean): void {
     // Active-active: a probe state change may make this node take or withdraw its path.
-    if (changed && this.hasPaths && this.lifecycle === 'RUNNING' && this.wantPaths() !== this.pathsHeld) this.kickReconcile();
+    if (changed && this.hasPaths && this.lifecycle === 'RUNNING') this.pathCheck();
     if (changed) {
       this.emit({
         event: 'probe', node: o.node, firewall: o.firewall, check: o.check, state: o.state,
@@ -320,11 +320,40 @@ export class NodeController {
     const l = this.leadership;
     if (l && this.mono() >= l.validUntil()) await this.onLeadershipLost(l, 'lease not renewed in time (validity expired)');
     if (!this.hasPaths || this.stopping) return;
-    // Active-active: the path fence lives while this timer finds the node healthy; any change of verdict
-    // (a desired state arrived, probes turned) is acted on by a reconcile.
-    const want = this.wantPaths();
-    if (want !== this.pathsHeld) this.kickReconcile();
-    else if (want && this.deps.actuator.refreshPathFence) await this.deps.actuator.refreshPathFence().catch((e: unknown) => this.error('path fence refresh', e));
+    // Active-active: the path fence lives while this timer finds the node healthy.
+    if (!this.pathCheck() && this.pathsHeld && this.deps.actuator.refreshPathFence) {
+      await this.deps.actuator.refreshPathFence().catch((e: unknown) => this.error('path fence refresh', e));
+    }
+  }
+
+  /**
+   * Active-active: acts on a change of verdict. Withdrawal goes straight to the path addresses (it must not
+   * wait behind a slow reconcile); taking the path needs a reconcile (IPVS must follow the desired state
+   * first). Returns true when it started something.
+   */
+  private pathCheck(): boolean {
+    const v = this.pathVerdict();
+    if (v.hold === this.pathsHeld) return false;
+    if (v.hold) this.kickReconcile();
+    else void this.withdrawPaths(v);
+    return true;
+  }
+
+  private withdrawing = false;
+  private async withdrawPaths(v: PathVerdict): Promise<void> {
+    if (this.withdrawing || !this.deps.actuator.releasePaths) {
+      if (!this.deps.actuator.releasePaths) this.kickReconcile();
+      return;
+    }
+    this.withdrawing = true;
+    try {
+      await this.deps.actuator.releasePaths();
+      if (this.pathsHeld && !this.wantPaths()) this.afterPathStep(v, { results: [], applied: null });
+    } catch (e) {
+      this.error('withdraw path', e);
+    } finally {
+      this.withdrawing = false;
+    }
   }
 
   /** Idempotent: also runs when a reconcile that was adding the VIPs is still in flight. */
