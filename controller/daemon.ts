@@ -86,7 +86,7 @@ export async function runDaemon(config: Config, nodeName: string): Promise<numbe
   wantPaths = node.wantPaths;
   pathFenceUntil = node.pathFenceUntil;
   leaseRenewed = node.leaseRenewed;
-  metrics.attach({ isLeader: () => node.isLeader });
+  metrics.attach({ isLeader: () => node.isLeader, holdsPaths: () => node.holdsPaths });
   const notifier = systemdNotifier({ onError: (m) => events.emit({ event: 'error', level: 'warn', node: nodeName, reason: m }) });
 
   let code = 0;

@@ -6,6 +6,7 @@ import { pathVerdict } from '../../controller/active-active';
 import { ConfigError, parseConfig, type Config } from '../../controller/config';
 import { MemoryEventLog } from '../../controller/events';
 import { MemoryStore } from '../../controller/memory-store';
+import { Metrics } from '../../controller/metrics';
 import { NodeController, type ActResult, type NodeActuator, type Prober } from '../../controller/node';
 import { formatStatus, type StatusReport } from '../../controller/status';
 import type { Desired, Observation } from '../../controller/types';
@@ -330,5 +331,20 @@ describe('status', () => {
     expect(out).toContain('ingress VIP group ingress: active-active, paths held by lb1 (of lb1, lb2)');
     expect(out).toContain('path held: lb1 holds its path: 2 of 2 firewalls usable from lb1 (fw1, fw2)');
     expect(out).toContain('path WITHDRAWN: lb2 withdraws its path: no firewall usable from lb2 (fw1: path-http down)');
+  });
+});
+
+describe('metrics', () => {
+  it('sandwich_path_held{group}: 1 while held, 0 withdrawn; no series on a node without a path', async () => {
+    const value = async (m: Metrics) => (await m.registry.getSingleMetric('sandwich_path_held')!.get()).values.map((v) => [v.labels.group, v.value]);
+    const m = new Metrics(parseConfig(aaYaml()), 'lb1');
+    let held = true;
+    m.attach({ isLeader: () => false, holdsPaths: () => held });
+    expect(await value(m)).toEqual([['ingress', 1]]);
+    held = false;
+    expect(await value(m)).toEqual([['ingress', 0]]);
+    const er1 = new Metrics(parseConfig(aaYaml()), 'er1');
+    er1.attach({ isLeader: () => false, holdsPaths: () => false });
+    expect(await value(er1)).toEqual([]);
   });
 });
