@@ -13,9 +13,18 @@
 //    (fail-static, as the rest of the data path). Two LBs holding their paths is the normal state in this
 //    mode, so there is no exclusivity to lose; withdrawing on etcd trouble would turn a coordination
 //    outage, which usually hits both LBs at once, into a data-path outage on both.
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Config, NodeConfig } from './config';
 import { checksFor } from './config';
 import type { Observation } from './types';
+
+/** An operator's request to withdraw this node's path while its controller keeps running (`sandwich drain-node`). */
+export interface PathDrain {
+  readonly by: string;
+  readonly reason: string;
+  readonly since: number;
+}
 
 export interface PathInput {
   readonly config: Config;
@@ -27,6 +36,8 @@ export interface PathInput {
   readonly hasDesired: boolean;
   /** This node's own observations (its prober's snapshot). */
   readonly observations: readonly Observation[];
+  /** `sandwich drain-node` on this host: withdraw whatever the probes say. */
+  readonly drain?: PathDrain | null;
 }
 
 export interface PathVerdict {
@@ -46,6 +57,7 @@ function wholeFirewallChecks(config: Config, fw: Config['firewalls'][number], ro
 export function pathVerdict(i: PathInput): PathVerdict {
   const name = i.node.name;
   if (i.stopping || i.lifecycle !== 'RUNNING') return { hold: false, reason: `${name} withdraws its path: controller ${i.stopping ? 'stopping' : i.lifecycle}`, usable: [] };
+  if (i.drain) return { hold: false, reason: `${name} withdraws its path: drained by ${i.drain.by} (${i.drain.reason}); \`sandwich undrain-node --node ${name}\` returns it`, usable: [] };
   if (!i.hasDesired) return { hold: false, reason: `${name} withdraws its path: no desired state read from the store yet (its IPVS table may differ from the other nodes')`, usable: [] };
   const mine = i.observations.filter((o) => o.node === name);
   const usable: string[] = [];
@@ -71,4 +83,43 @@ export function pathVerdict(i: PathInput): PathVerdict {
   if (usable.length === 0) return { hold: false, reason: `${name} withdraws its path: no firewall usable from ${name} (${why.join('; ')})`, usable };
   const evidence = judged === 0 ? `no ${i.node.role} checks judge the firewalls` : `${usable.length} of ${total} firewalls usable from ${name} (${usable.join(', ')})`;
   return { hold: true, reason: `${name} holds its path: ${evidence}`, usable };
+}
+
+// The drain is a file in runtimeDir on the node's own host: it works with etcd down, and only someone on
+// the host (or with its API) can take a node's path away.
+export function pathDrainFile(config: Config, node: string): string {
+  return join(config.runtimeDir, `${node}.path-drain.json`);
+}
+
+/** The drain request, or null (no file, or one that cannot be read: a torn or foreign file never withdraws). */
+export function readPathDrain(file: string): PathDrain | null {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return null;
+  }
+  try {
+    const o = JSON.parse(text) as Partial<PathDrain>;
+    return { by: typeof o.by === 'string' ? o.by : 'operator', reason: typeof o.reason === 'string' ? o.reason : 'no reason given', since: typeof o.since === 'number' ? o.since : 0 };
+  } catch {
+    return { by: 'operator', reason: `unreadable drain file ${file}`, since: 0 };
+  }
+}
+
+export function writePathDrain(file: string, d: PathDrain): void {
+  mkdirSync(join(file, '..'), { recursive: true });
+  writeFileSync(`${file}.tmp`, JSON.stringify(d));
+  renameSync(`${file}.tmp`, file);
+}
+
+/** True when there was a drain to remove. */
+export function removePathDrain(file: string): boolean {
+  try {
+    readFileSync(file);
+  } catch {
+    return false;
+  }
+  rmSync(file, { force: true });
+  return true;
 }

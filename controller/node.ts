@@ -1,7 +1,7 @@
 // One controller per host: observe (probes) → decide (leader only, pure decide()) → act (every node reconciles its kernel).
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pathVerdict, type PathVerdict } from './active-active';
+import { pathDrainFile, pathVerdict, readPathDrain, type PathDrain, type PathVerdict } from './active-active';
 import type { Config, NodeConfig, Role } from './config';
 import { pathGroupsOf } from './config';
 import { decide, desiredEqual } from './decide';
@@ -81,6 +81,8 @@ export class NodeController {
   private readonly hasPaths: boolean;
   private readonly pathFenceMs: number;
   private pathsHeld = false;
+  /** `sandwich drain-node` on this host, read by the 100 ms timer (a file in runtimeDir). */
+  private pathDrain: PathDrain | null = null;
 
   constructor(private readonly deps: NodeDeps) {
     this.config = deps.config;
@@ -112,7 +114,7 @@ export class NodeController {
   pathVerdict(): PathVerdict {
     return pathVerdict({
       config: this.config, node: this.self, lifecycle: this.lifecycle, stopping: this.stopping,
-      hasDesired: this.desired !== null, observations: this.prober?.snapshot() ?? [],
+      hasDesired: this.desired !== null, observations: this.prober?.snapshot() ?? [], drain: this.pathDrain,
     });
   }
   /** Asked before every path-address step and gratuitous ARP. */
@@ -148,6 +150,7 @@ export class NodeController {
     // fails at start-up ("cannot assign requested address") and firewalls are judged on nothing.
     await this.requestReconcile();
     this.prober.start();
+    if (this.hasPaths) this.pathDrain = readPathDrain(pathDrainFile(this.config, this.self.name));
     this.lifecycle = 'RUNNING';
     this.every(c.timing.decideIntervalMs, () => this.tick());
     this.every(c.timing.reconcileIntervalMs, () => this.requestReconcile());
@@ -320,6 +323,7 @@ export class NodeController {
     const l = this.leadership;
     if (l && this.mono() >= l.validUntil()) await this.onLeadershipLost(l, 'lease not renewed in time (validity expired)');
     if (!this.hasPaths || this.stopping) return;
+    this.pathDrain = readPathDrain(pathDrainFile(this.config, this.self.name));
     // Active-active: the path fence lives while this timer finds the node healthy.
     if (!this.pathCheck() && this.pathsHeld && this.deps.actuator.refreshPathFence) {
       await this.deps.actuator.refreshPathFence().catch((e: unknown) => this.error('path fence refresh', e));

@@ -2,7 +2,10 @@
 // the node's hold/withdraw, and status.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pathVerdict } from '../../controller/active-active';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { pathDrainFile, pathVerdict, readPathDrain, removePathDrain, writePathDrain } from '../../controller/active-active';
+import { main } from '../../controller/cli';
 import { ConfigError, parseConfig, type Config } from '../../controller/config';
 import { MemoryEventLog } from '../../controller/events';
 import { MemoryStore } from '../../controller/memory-store';
@@ -104,6 +107,12 @@ describe('pathVerdict', () => {
     expect(pathVerdict({ ...base, observations: none })).toEqual({
       hold: false, usable: [],
       reason: 'lb1 withdraws its path: no firewall usable from lb1 (fw1: path-http down (timeout after 800 ms); fw2: path-http unknown, ingress-leg not run yet)',
+    });
+  });
+
+  it('withdraws while drained by the operator, whatever the probes say', () => {
+    expect(pathVerdict({ ...base, drain: { by: 'alice', reason: 'kernel upgrade', since: 0 } })).toMatchObject({
+      hold: false, reason: 'lb1 withdraws its path: drained by alice (kernel upgrade); `sandwich undrain-node --node lb1` returns it',
     });
   });
 
@@ -269,8 +278,9 @@ describe('NodeController with an active-active group', () => {
     return { node, events, actuator, prober: () => prober };
   }
 
-  it('holds its path once a desired state is known and its own probes see a firewall; withdraws when none; releases on stop', async () => {
-    const config = parseConfig(memoryYaml());
+  it('holds its path once a desired state is known and its own probes see a firewall; withdraws when none or drained; releases on stop', async () => {
+    const runDir = mkdtempSync(join(tmpdir(), 'sw-aa-node-'));
+    const config = parseConfig(memoryYaml().replace('cluster: seed', `cluster: seed\nruntimeDir: ${runDir}`));
     const store = new MemoryStore();
     const { node, events, actuator, prober } = make(store, 'lb1', config);
     await node.start();
@@ -296,12 +306,19 @@ describe('NodeController with an active-active group', () => {
       expect(node.isLeader).toBe(true);
       prober().report('fw2', 'path-http', 'up');
       await until(() => node.holdsPaths);
+      // drain-node on this host: withdrawn at the next 100 ms check, back after undrain.
+      writePathDrain(pathDrainFile(config, 'lb1'), { by: 'test', reason: 'maintenance', since: 0 });
+      await until(() => !node.holdsPaths);
+      expect(events.events.some((e) => e.reason.startsWith('lb1 withdraws its path: drained by test (maintenance)'))).toBe(true);
+      removePathDrain(pathDrainFile(config, 'lb1'));
+      await until(() => node.holdsPaths);
       await wait(300); // a reconcile pass publishes the node's status
       expect((await store.listNodeStatus()).find((x) => x.node === 'lb1')?.paths).toEqual({ held: true, reason: 'lb1 holds its path: 1 of 2 firewalls usable from lb1 (fw2)' }); // fw1's path-http is still down
     } finally {
       await node.stop('test over');
     }
-    expect(actuator.pathReleases).toBe(2);
+    rmSync(runDir, { recursive: true, force: true });
+    expect(actuator.pathReleases).toBe(3);
     expect(events.events.some((e) => /lb1 withdraws its path: controller stopping \(test over\)/.test(e.reason))).toBe(true);
   });
 
@@ -346,5 +363,35 @@ describe('metrics', () => {
     const er1 = new Metrics(parseConfig(aaYaml()), 'er1');
     er1.attach({ isLeader: () => false, holdsPaths: () => false });
     expect(await value(er1)).toEqual([]);
+  });
+});
+
+describe('sandwich drain-node / undrain-node', () => {
+  async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+    let out = '';
+    let err = '';
+    const code = await main(['node', 'sandwich', ...args], { out: (x) => (out += `${x}\n`), err: (x) => (err += `${x}\n`) });
+    return { code, out, err };
+  }
+
+  it('writes and removes the drain file the node reads; refuses a node without a path', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sw-aa-'));
+    try {
+      const file = join(dir, 'config.yaml');
+      writeFileSync(file, memoryYaml().replace('cluster: seed', `cluster: seed\nruntimeDir: ${dir}/run`));
+      const config = parseConfig(memoryYaml().replace('cluster: seed', `cluster: seed\nruntimeDir: ${dir}/run`));
+      const r = await run('drain-node', '--node', 'lb1', '--reason', 'kernel upgrade', '--config', file);
+      expect(r).toMatchObject({ code: 0, err: '' });
+      expect(r.out).toMatch(/^lb1: path drain requested .*; its controller withdraws the path within 0\.1 s/);
+      expect(readPathDrain(pathDrainFile(config, 'lb1'))).toMatchObject({ reason: 'kernel upgrade' });
+      expect((await run('undrain-node', '--node', 'lb1', '--config', file)).out).toBe('lb1: undrained; it holds its path again once healthy\n');
+      expect(readPathDrain(pathDrainFile(config, 'lb1'))).toBeNull();
+      expect((await run('undrain-node', '--node', 'lb1', '--config', file)).out).toBe('lb1: was not drained\n');
+      const bad = await run('drain-node', '--node', 'er1', '--config', file);
+      expect(bad.code).not.toBe(0);
+      expect(bad.err).toMatch(/node "er1" has no path address in an active-active VIP group/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
