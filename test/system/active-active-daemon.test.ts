@@ -78,6 +78,17 @@ describe('sandwich run with an active-active path (namespaces aad-*)', () => {
     }
   });
 
+  it('drain-node withdraws the path while the controller runs; undrain-node returns it', async () => {
+    const d = lab.cli(['drain-node', '--node', 'er1', '--reason', 'system test'], 'er1');
+    expect(d.ok).toBe(true);
+    const gone = await waitFor('path withdrawn', () => !hasPath(), 10_000, 20);
+    await waitFor('the drain event', () => events().some((r) => r.startsWith('er1 withdraws its path: drained by')), 5000, 50);
+    expect(lab.cli(['undrain-node', '--node', 'er1'], 'er1').out).toContain('er1: undrained');
+    const back = await waitFor('path back', hasPath, 10_000, 20);
+    expect(answers()).toBe(true);
+    console.log(`drain-node → path withdrawn ${Math.round(gone.ms)} ms after the command returned; undrain-node → held again ${Math.round(back.ms)} ms`);
+  });
+
   it('kill -9: the address stays but the path fence silences it; a restarted controller revives it', async () => {
     await lab.stop('er1', 'SIGKILL');
     const killed = performance.now();
