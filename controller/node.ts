@@ -338,12 +338,16 @@ export class NodeController {
   private pathCheck(): boolean {
     const v = this.pathVerdict();
     if (v.hold === this.pathsHeld) return false;
+    // A pass that tried to take the path and failed is retried at most once a second, not every 100 ms.
+    if (v.hold && this.mono() - this.lastPathTry < 1000) return false;
     if (v.hold) this.kickReconcile();
     else void this.withdrawPaths(v);
     return true;
   }
 
   private withdrawing = false;
+  /** When a reconcile pass last set out to take the path (monotonic ms). */
+  private lastPathTry = Number.NEGATIVE_INFINITY;
   private async withdrawPaths(v: PathVerdict): Promise<void> {
     if (this.withdrawing || !this.deps.actuator.releasePaths) {
       if (!this.deps.actuator.releasePaths) this.kickReconcile();
@@ -454,6 +458,7 @@ export class NodeController {
     const wantVips = this.canAnnounce();
     const verdict = this.hasPaths ? this.pathVerdict() : null;
     const started = this.mono();
+    if (verdict?.hold) this.lastPathTry = started;
     try {
       const r = await this.deps.actuator.reconcile(desired, {
         holdsVips: wantVips, wantVips: () => this.canAnnounce(),

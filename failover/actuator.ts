@@ -519,8 +519,11 @@ export class Actuator {
     if (opts.holdsVips) await this.vipSerial(async () => (want() ? this.holdVips(results, errors) : undefined));
     // Not while IPVS failed this pass: a node whose table may differ from the others' must not attract flows.
     if (holdsPaths && this.paths.length > 0) {
-      const ipvsOk = !wants.ipvs || ipvs !== null;
-      await this.vipSerial(async () => (wantPaths() && ipvsOk ? this.holdPaths(results, errors) : undefined));
+      if (wants.ipvs && ipvs === null) {
+        for (const p of this.paths) errors.push({ driver: p.driver, error: new DriverError(p.driver, `${p.driver}: path not taken: the IPVS step failed this pass (this node's table may differ from the other nodes')`) });
+      } else {
+        await this.vipSerial(async () => (wantPaths() ? this.holdPaths(results, errors) : undefined));
+      }
     }
     return {
       results,

@@ -177,7 +177,8 @@ describe('Actuator: path addresses of an active-active group', () => {
     const r = new FakeRunner(k.handle);
     const act = new Actuator(config, 'lb1', r, { timers: new ManualTimers() });
     const res = await act.reconcile(null, { holdsVips: false, holdsPaths: true });
-    expect(res.errors.map((e) => e.driver)).toEqual(['ipvs']);
+    expect(res.errors.map((e) => e.driver)).toEqual(['ipvs', 'path:ingress']);
+    expect(res.errors[1]!.error.message).toBe("path:ingress: path not taken: the IPVS step failed this pass (this node's table may differ from the other nodes')");
     expect(writes(r).some((x) => x.includes('192.0.2.21'))).toBe(false);
     act.close();
   });
@@ -226,9 +227,12 @@ class FakeActuator implements NodeActuator {
   calls: { holdsVips: boolean; holdsPaths?: boolean }[] = [];
   pathReleases = 0;
   fenceRefreshes = 0;
+  /** Set: every pass that wants the path fails it (as when IPVS failed). */
+  pathError: string | null = null;
   async reconcile(_d: Desired | null, opts: { holdsVips: boolean; holdsPaths?: boolean }): Promise<ActResult> {
     this.calls.push({ holdsVips: opts.holdsVips, ...(opts.holdsPaths !== undefined ? { holdsPaths: opts.holdsPaths } : {}) });
-    return { results: [], applied: {} };
+    const errors = opts.holdsPaths && this.pathError ? [{ driver: 'path:ingress', error: new Error(this.pathError) }] : [];
+    return { results: [], errors, applied: {} };
   }
   async releaseVips(): Promise<void> {}
   async releasePaths(): Promise<void> {
@@ -320,6 +324,27 @@ describe('NodeController with an active-active group', () => {
     rmSync(runDir, { recursive: true, force: true });
     expect(actuator.pathReleases).toBe(3);
     expect(events.events.some((e) => /lb1 withdraws its path: controller stopping \(test over\)/.test(e.reason))).toBe(true);
+  });
+
+  it('a pass that fails to take the path leaves it not held, reports it once, retries about once a second', async () => {
+    const config = parseConfig(memoryYaml());
+    const { node, events, actuator, prober } = make(new MemoryStore(), 'lb1', config);
+    actuator.pathError = 'path:ingress: path not taken: the IPVS step failed this pass';
+    await node.start();
+    try {
+      for (const fw of ['fw1', 'fw2']) for (const k of ['path-http', 'ingress-leg']) prober().report(fw, k, 'up');
+      await until(() => actuator.calls.some((c) => c.holdsPaths === true));
+      const first = actuator.calls.length;
+      await wait(1500);
+      expect(node.holdsPaths).toBe(false);
+      // Retries: about one per second (and the periodic reconcile every 200 ms here), not one per 100 ms check.
+      expect(actuator.calls.length - first).toBeLessThan(15);
+      expect(events.events.filter((e) => e.event === 'error' && /path not taken/.test(e.reason))).toHaveLength(1);
+      actuator.pathError = null;
+      await until(() => node.holdsPaths);
+    } finally {
+      await node.stop('test over');
+    }
   });
 
   it('a node without path groups never asks for paths', async () => {
