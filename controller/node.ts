@@ -91,7 +91,8 @@ export class NodeController {
     this.self = self;
     const groups = pathGroupsOf(deps.config, self).filter((g) => g.paths.length > 0);
     this.hasPaths = groups.length > 0;
-    this.pathFenceMs = Math.min(...groups.map((g) => g.group.pathFenceMs));
+    // The same window as the Actuator's path fence: the shortest of the fenced groups (pathFenceMs 0: no fence).
+    this.pathFenceMs = Math.min(...groups.map((g) => g.group.pathFenceMs).filter((ms) => ms > 0));
     this.now = deps.now ?? Date.now;
     this.mono = deps.mono ?? (() => performance.now());
   }
