@@ -17,6 +17,7 @@ import { Actuator, isReadCommand, PATH_FENCE_TABLE } from '../../failover/actuat
 import { FakeRunner, type RecordedCall } from '../../failover/runner';
 import { ManualTimers } from '../../failover/timers';
 import { FakeKernel } from './fixtures/kernel/fake-kernel';
+import { previousDesired } from './fixtures/snapshot';
 
 const EXAMPLE = readFileSync(join(__dirname, '../../deploy/config.example.yaml'), 'utf8');
 const AA_GROUP = `vipGroups:
@@ -155,6 +156,30 @@ describe('Actuator: path addresses of an active-active group', () => {
     expect(writes(r)).toEqual(['ip addr del 192.0.2.21/24 dev eth0', 'ip addr del 10.1.0.251/24 dev eth1']);
     expect(off.results[0]!.driver).toBe('path:ingress');
     act.close();
+  });
+
+  it('both LBs end with the same IPVS table for the same desired state, even after a hand-made re-add on one', async () => {
+    const ka = new FakeKernel(['eth0', 'eth1', 'lo']);
+    const kb = new FakeKernel(['eth0', 'eth1', 'lo']);
+    const a = new Actuator(config, 'lb1', new FakeRunner(ka.handle), { timers: new ManualTimers() });
+    const b = new Actuator(config, 'lb2', new FakeRunner(kb.handle), { timers: new ManualTimers() });
+    const up = previousDesired(config, { fw1: 'up', fw2: 'up' }, 3);
+    await a.reconcile(up, { holdsVips: false, holdsPaths: true });
+    await b.reconcile(up, { holdsVips: false, holdsPaths: true });
+    // Someone deletes and re-adds fw1 by hand on lb2: the kernel puts it at the end of lb2's list.
+    await new FakeRunner(kb.handle).run('ipvsadm', ['-R'], { input: '-d -f 1 -r 10.1.0.11:0\n-a -f 1 -r 10.1.0.11:0 -g -w 100\n' });
+    expect(kb.ipvs.order(1)).toEqual(['10.1.0.12', '10.1.0.11']);
+    const down = previousDesired(config, { fw1: 'down', fw2: 'up' }, 4);
+    const ra = await a.reconcile(down, { holdsVips: false, holdsPaths: true });
+    const rb = await b.reconcile(down, { holdsVips: false, holdsPaths: true });
+    expect([...ra.errors, ...rb.errors]).toEqual([]);
+    // Same real servers, same order, same weights: sh hashes every client to the same firewall on both.
+    expect(kb.ipvs.order(1)).toEqual(ka.ipvs.order(1));
+    expect(ka.ipvs.order(1)).toEqual(['10.1.0.11', '10.1.0.12']);
+    expect(kb.ipvs.services.get('-f 1')).toEqual(ka.ipvs.services.get('-f 1'));
+    expect(rb.applied.ipvs).toEqual(ra.applied.ipvs);
+    a.close();
+    b.close();
   });
 
   it('a removed path address is drift and comes back with an announcement', async () => {
