@@ -2,7 +2,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { ConfigError, configJsonSchema, eventLogPaths, loadConfig, nodeByName, type Config } from './config';
+import { pathDrainFile, removePathDrain, writePathDrain } from './active-active';
+import { ConfigError, configJsonSchema, eventLogPaths, loadConfig, nodeByName, pathGroupsOf, type Config } from './config';
 import { openStore, planNode, runDaemon } from './daemon';
 import { collectStatus, formatStatus } from './status';
 import { requestSwitchover } from './switchover';
@@ -166,6 +167,37 @@ export function buildProgram(io: Io, setCode: (c: number) => void): Command {
       } finally {
         await store.close();
       }
+    });
+
+  const pathNode = (config: Config, node: string) => {
+    const n = nodeByName(config, node);
+    if (!pathGroupsOf(config, n).some((g) => g.paths.length > 0)) throw new UsageError(`node "${node}" has no path address in an active-active VIP group (docs/active-active.md)`);
+    return n;
+  };
+
+  program
+    .command('drain-node')
+    .description('active-active: withdraw this node\'s path addresses while its controller keeps running (run on the node\'s host)')
+    .requiredOption('-n, --node <name>', 'the node (this host)')
+    .addOption(configOption())
+    .option('--reason <text>', 'why', 'operator request')
+    .action((o: { node: string; config: string; reason: string }) => {
+      const config = loadConfig(o.config);
+      pathNode(config, o.node);
+      const file = pathDrainFile(config, o.node);
+      writePathDrain(file, { by: process.env.SUDO_USER ?? process.env.USER ?? 'operator', reason: o.reason, since: Date.now() });
+      io.out(`${o.node}: path drain requested (${file}); its controller withdraws the path within 0.1 s. Wait for the upstream router to stop using it (docs/active-active.md) before taking ${o.node} down.`);
+    });
+
+  program
+    .command('undrain-node')
+    .description('active-active: let this node hold its path addresses again (run on the node\'s host)')
+    .requiredOption('-n, --node <name>', 'the node (this host)')
+    .addOption(configOption())
+    .action((o: { node: string; config: string }) => {
+      const config = loadConfig(o.config);
+      pathNode(config, o.node);
+      io.out(removePathDrain(pathDrainFile(config, o.node)) ? `${o.node}: undrained; it holds its path again once healthy` : `${o.node}: was not drained`);
     });
 
   program

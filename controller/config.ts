@@ -114,10 +114,33 @@ const GarpSchema = z.strictObject({
   refreshIntervalMs: ms(0, 3_600_000).default(60_000),
 });
 
+const VipPathSchema = z.strictObject({
+  /** The node (of the group's role) that holds this address while it is healthy. */
+  node: name,
+  /** Its own address with prefix length, e.g. 192.0.2.21/24: a next hop of the upstream router's ECMP route (or BGP next hop). */
+  address: cidr,
+  /** Logical interface (a key of the node's interfaces) it goes on. */
+  interface: name,
+});
+
 const VipGroupSchema = z.strictObject({
   name,
   role: z.enum(['ingress', 'egress']),
-  addresses: z.array(z.strictObject({ address: cidr, interface: name })).min(1),
+  /**
+   * leader: the role's leader holds the addresses and moves them by gratuitous ARP. active-active: no address
+   * moves; every node holds its own path addresses (paths) while it is healthy and the upstream router spreads
+   * flows over them by ECMP (docs/active-active.md).
+   */
+  mode: z.enum(['leader', 'active-active']).default('leader'),
+  /** leader mode: the addresses the leader holds, each with its logical interface (at least one). */
+  addresses: z.array(z.strictObject({ address: cidr, interface: name })).default([]),
+  /** active-active mode: per-node path addresses; every node of the role needs at least one. */
+  paths: z.array(VipPathSchema).optional(),
+  /**
+   * active-active mode: a kernel ARP fence on the path addresses expires this long after the controller last
+   * confirmed the node healthy, so a killed or frozen controller's node stops answering ARP for them. 0: no fence.
+   */
+  pathFenceMs: ms(0, 600_000).default(3000),
   garp: GarpSchema.default({ count: 3, repeatAfterMs: 5000, refreshIntervalMs: 60_000 }),
 });
 
@@ -266,6 +289,7 @@ export type FirewallConfig = Config['firewalls'][number];
 export type CheckConfig = Config['checks'][number];
 export type ServiceConfig = Config['services'][number];
 export type VipGroupConfig = Config['vipGroups'][number];
+export type VipPathConfig = NonNullable<VipGroupConfig['paths']>[number];
 export type Role = NodeConfig['role'];
 
 function isRegex(s: string): boolean {
@@ -299,7 +323,7 @@ function crossCheck(c: z.infer<typeof ConfigObject>, ctx: z.RefinementCtx): void
   dup(c.services, (s) => s.name, (i) => ['services', i, 'name'], 'service name');
   dup(c.services, (s) => s.fwmark, (i) => ['services', i, 'fwmark'], 'fwmark');
   dup(c.vipGroups, (v) => v.name, (i) => ['vipGroups', i, 'name'], 'VIP group name');
-  dup(c.vipGroups.flatMap((v) => v.addresses.map((a) => a.address.split('/')[0] ?? '')), (a) => a, () => ['vipGroups'], 'VIP address');
+  dup(c.vipGroups.flatMap((v) => [...v.addresses, ...(v.paths ?? [])].map((a) => a.address.split('/')[0] ?? '')), (a) => a, () => ['vipGroups'], 'VIP or path address');
 
   if (c.store.kind === 'etcd' && c.store.leadership.mode === 'fast') {
     const { renewIntervalMs: renew, takeoverAfterMs: takeover, marginMs: margin } = c.store.leadership;
@@ -427,6 +451,26 @@ function crossCheck(c: z.infer<typeof ConfigObject>, ctx: z.RefinementCtx): void
     g.addresses.forEach((a, j) => holders.forEach((n) => {
       if (!(a.interface in n.interfaces)) issue(['vipGroups', i, 'addresses', j, 'interface'], `node "${n.name}" has no interface "${a.interface}"`);
     }));
+    if (g.mode === 'leader') {
+      if (g.addresses.length === 0) issue(['vipGroups', i, 'addresses'], `VIP group "${g.name}" (mode leader) needs at least one address`);
+      if (g.paths !== undefined) issue(['vipGroups', i, 'paths'], `paths are for mode active-active; VIP group "${g.name}" is mode leader (set mode: active-active, or remove paths)`);
+      return;
+    }
+    // active-active: no shared address (the router's ECMP route names each node's path address).
+    if (g.addresses.length > 0) issue(['vipGroups', i, 'addresses'], `VIP group "${g.name}" is active-active: it has no address moving between nodes; give each node its own address under paths, and route the service prefix to them on the upstream router (docs/active-active.md)`);
+    const paths = g.paths ?? [];
+    if (paths.length === 0) issue(['vipGroups', i, 'paths'], `VIP group "${g.name}" is active-active and needs paths: one address per ${g.role} node (${holders.map((n) => n.name).join(', ') || 'none'})`);
+    paths.forEach((p, j) => {
+      const n = c.nodes.find((x) => x.name === p.node);
+      if (!n) issue(['vipGroups', i, 'paths', j, 'node'], `unknown node "${p.node}" (known: ${c.nodes.map((x) => x.name).join(', ')})`);
+      else if (n.role !== g.role) issue(['vipGroups', i, 'paths', j, 'node'], `node "${p.node}" is an ${n.role} node; VIP group "${g.name}" belongs to ${g.role} nodes`);
+      else if (!(p.interface in n.interfaces)) issue(['vipGroups', i, 'paths', j, 'interface'], `node "${n.name}" has no interface "${p.interface}" (its interfaces: ${Object.keys(n.interfaces).join(', ') || 'none'})`);
+    });
+    if (paths.length > 0) {
+      holders.forEach((n) => {
+        if (!paths.some((p) => p.node === n.name)) issue(['vipGroups', i, 'paths'], `${g.role} node "${n.name}" has no path address in active-active VIP group "${g.name}" (every ${g.role} node needs one)`);
+      });
+    }
   });
   for (const n of c.nodes.filter((x) => x.role === 'egress')) {
     const i = c.nodes.indexOf(n);
@@ -549,6 +593,13 @@ export function nodeByName(c: Config, node: string): NodeConfig {
 
 export function checksFor(c: Config, fw: FirewallConfig): CheckConfig[] {
   return fw.checks ? c.checks.filter((k) => fw.checks!.includes(k.name)) : c.checks;
+}
+
+/** The active-active VIP groups a node takes part in, with its own path addresses in each. */
+export function pathGroupsOf(c: Config, node: NodeConfig): { group: VipGroupConfig; paths: VipPathConfig[] }[] {
+  return c.vipGroups
+    .filter((g) => g.mode === 'active-active' && g.role === node.role)
+    .map((g) => ({ group: g, paths: (g.paths ?? []).filter((p) => p.node === node.name) }));
 }
 
 /** Probe routing table for firewall index i on a node. */

@@ -53,17 +53,23 @@ export async function runDaemon(config: Config, nodeName: string): Promise<numbe
   // The VIP driver asks the node, built below, before every gratuitous ARP; the ARP fence follows its validity.
   let canAnnounce = (): boolean => false;
   let fenceUntil = (): number => Number.NEGATIVE_INFINITY;
+  // Active-active VIP groups: the node's health verdict (controller/active-active.ts).
+  let wantPaths = (): boolean => false;
+  let pathFenceUntil = (): number => Number.NEGATIVE_INFINITY;
   let leaseRenewed = (): void => undefined;
   const store = await openStore(config, events, nodeName, () => leaseRenewed());
   const actuator = new Actuator(config, nodeName, runner, {
     canAnnounce: () => canAnnounce(),
     fenceUntil: () => fenceUntil(),
+    canAnnouncePaths: () => wantPaths(),
+    pathFenceUntil: () => pathFenceUntil(),
     spawner: new ExecSpawner(),
     log: ({ level, driver, message, durationMs }) => events.emit({ event: 'vip', level, node: nodeName, driver, reason: message, ...(typeof durationMs === 'number' ? { durationMs } : {}) }),
   });
   const node = new NodeController({
     config, node: nodeName, store, events,
-    actuator: metrics.tapActuator({ reconcile: (d, o) => actuator.reconcile(d, o), releaseVips: async () => void (await actuator.release()), refreshFence: () => actuator.refreshFence(), takeVips: () => actuator.takeVips(), fenceRemainingMs: () => actuator.fenceRemainingMs() }),
+    actuator: metrics.tapActuator({ reconcile: (d, o) => actuator.reconcile(d, o), releaseVips: async () => void (await actuator.release()), refreshFence: () => actuator.refreshFence(), takeVips: () => actuator.takeVips(), fenceRemainingMs: () => actuator.fenceRemainingMs(),
+      releasePaths: async () => void (await actuator.releasePaths()), refreshPathFence: () => actuator.refreshPathFence() }),
     prober: (onObservation) => new ProbeEngine({
       jobs: probeJobs(config, nodeName),
       probe: probeFactory(),
@@ -77,8 +83,10 @@ export async function runDaemon(config: Config, nodeName: string): Promise<numbe
 
   canAnnounce = node.canAnnounce;
   fenceUntil = node.fenceUntil;
+  wantPaths = node.wantPaths;
+  pathFenceUntil = node.pathFenceUntil;
   leaseRenewed = node.leaseRenewed;
-  metrics.attach({ isLeader: () => node.isLeader });
+  metrics.attach({ isLeader: () => node.isLeader, holdsPaths: () => node.holdsPaths });
   const notifier = systemdNotifier({ onError: (m) => events.emit({ event: 'error', level: 'warn', node: nodeName, reason: m }) });
 
   let code = 0;
@@ -110,6 +118,7 @@ export async function runDaemon(config: Config, nodeName: string): Promise<numbe
   } finally {
     stopWatchdog();
     await actuator.fence?.close();
+    await actuator.pathFence?.close();
     await api?.close();
     await store.close().catch(() => undefined);
     await events.close();
@@ -138,6 +147,7 @@ export async function planNode(config: Config, nodeName: string, opts: { leader:
       await store.close();
     }
   }
-  const plan = await Actuator.plan(config, nodeName, runner, desired, { holdsVips: opts.leader });
+  // Path addresses of active-active groups are planned as held (a healthy node).
+  const plan = await Actuator.plan(config, nodeName, runner, desired, { holdsVips: opts.leader, holdsPaths: true });
   return [...plan.commands, ...plan.errors.map((e) => `# ${e.driver}: ${e.error.message}`)];
 }

@@ -55,6 +55,7 @@ export const NodeStatusValue = z.strictObject({
   drift: z.array(z.string()),
   errors: z.array(z.string()).optional(),
   fenceRemainingMs: z.number().finite().min(0).nullable().optional(),
+  paths: z.strictObject({ held: z.boolean(), reason: z.string() }).optional(),
 });
 
 /** Parses JSON bytes from `key` with `schema`; throws StoreDataError naming the key and the fault. */

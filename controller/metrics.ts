@@ -2,6 +2,7 @@
 // every event, every reconcile result. The NodeController needs no change to be measured.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Config, Role } from './config';
+import { pathGroupsOf } from './config';
 import type { EventLog, SandwichEvent } from './events';
 import type { ActResult, NodeActuator } from './node';
 import type { Desired, FirewallState, Observation } from './types';
@@ -12,6 +13,8 @@ const ROLES: readonly Role[] = ['ingress', 'egress'];
 /** What a scrape asks the running node (read at scrape time). */
 export interface MetricsSource {
   isLeader(): boolean;
+  /** Active-active VIP groups: this node holds its path addresses. */
+  holdsPaths?(): boolean;
 }
 
 export class Metrics {
@@ -53,6 +56,14 @@ export class Metrics {
       name: 'sandwich_leader', help: 'This node leads its role (1) or not (0)', labelNames: ['role'], registers,
       collect: () => {
         for (const r of ROLES) this.leader.set({ role: r }, r === role && this.source?.isLeader() ? 1 : 0);
+      },
+    });
+    const pathGroups = pathGroupsOf(config, self).filter((g) => g.paths.length > 0).map((g) => g.group.name);
+    const pathHeld: Gauge = new Gauge({
+      name: 'sandwich_path_held', help: 'Active-active VIP groups: this node holds its path addresses (1) or has withdrawn them (0); no series on a node without such a group', labelNames: ['group'], registers,
+      collect: () => {
+        const held = this.source?.holdsPaths?.() ?? false;
+        for (const group of pathGroups) pathHeld.set({ group }, held ? 1 : 0);
       },
     });
     this.leadershipAcquired = new Counter({ name: 'sandwich_leadership_acquired_total', help: 'Times this node became leader of its role', labelNames: ['role'], registers });

@@ -1,7 +1,9 @@
 // One controller per host: observe (probes) → decide (leader only, pure decide()) → act (every node reconciles its kernel).
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathDrainFile, pathVerdict, readPathDrain, type PathDrain, type PathVerdict } from './active-active';
 import type { Config, NodeConfig, Role } from './config';
+import { pathGroupsOf } from './config';
 import { decide, desiredEqual } from './decide';
 import type { EventLog } from './events';
 import type { CoordinationStore, Leadership, NodeStatus } from './store';
@@ -12,9 +14,13 @@ export type Lifecycle = 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED';
 
 /** What the loop needs from failover/ (the Actuator implements it). */
 export interface NodeActuator {
-  reconcile(desired: Desired | null, opts: { holdsVips: boolean; wantVips?: () => boolean }): Promise<ActResult>;
+  reconcile(desired: Desired | null, opts: { holdsVips: boolean; wantVips?: () => boolean; holdsPaths?: boolean; wantPaths?: () => boolean }): Promise<ActResult>;
   /** Remove the VIP group's addresses at once (fencing, shutdown); nothing else changes. */
   releaseVips(): Promise<void>;
+  /** Active-active groups: withdraw this node's path addresses at once (shutdown); nothing else changes. */
+  releasePaths?(): Promise<void>;
+  /** Active-active groups: extend the path addresses' kernel ARP fence (the node is healthy); false when skipped. */
+  refreshPathFence?(): Promise<boolean>;
   /** Extend the kernel ARP fence to the validity deadline (fenceUntil); false when skipped. */
   refreshFence?(): Promise<boolean>;
   /** Takeover fast path: fence, VIP addresses and ARP only (the next reconcile does the rest). */
@@ -73,12 +79,22 @@ export class NodeController {
   private readonly now: () => number;
   private readonly mono: () => number;
   private stopping = false;
+  /** Active-active VIP groups: this node has path addresses; whether they are held. */
+  private readonly hasPaths: boolean;
+  private readonly pathFenceMs: number;
+  private pathsHeld = false;
+  /** `sandwich drain-node` on this host, read by the 100 ms timer (a file in runtimeDir). */
+  private pathDrain: PathDrain | null = null;
 
   constructor(private readonly deps: NodeDeps) {
     this.config = deps.config;
     const self = deps.config.nodes.find((n) => n.name === deps.node);
     if (!self) throw new Error(`node "${deps.node}" is not in the config (known: ${deps.config.nodes.map((n) => n.name).join(', ')})`);
     this.self = self;
+    const groups = pathGroupsOf(deps.config, self).filter((g) => g.paths.length > 0);
+    this.hasPaths = groups.length > 0;
+    // The same window as the Actuator's path fence: the shortest of the fenced groups (pathFenceMs 0: no fence).
+    this.pathFenceMs = Math.min(...groups.map((g) => g.group.pathFenceMs).filter((ms) => ms > 0));
     this.now = deps.now ?? Date.now;
     this.mono = deps.mono ?? (() => performance.now());
   }
@@ -96,6 +112,21 @@ export class NodeController {
   canAnnounce = (): boolean => this.isLeader && !this.stopping;
   /** Monotonic deadline until which the kernel may answer ARP for the VIPs (the ARP fence's expiry). */
   fenceUntil = (): number => (this.leadership && !this.stopping ? this.leadership.validUntil() : Number.NEGATIVE_INFINITY);
+
+  /** Active-active: whether this node should hold its path addresses now, and why (controller/active-active.ts). */
+  pathVerdict(): PathVerdict {
+    return pathVerdict({
+      config: this.config, node: this.self, lifecycle: this.lifecycle, stopping: this.stopping,
+      hasDesired: this.desired !== null, observations: this.prober?.snapshot() ?? [], drain: this.pathDrain,
+    });
+  }
+  /** Asked before every path-address step and gratuitous ARP. */
+  wantPaths = (): boolean => this.hasPaths && this.pathVerdict().hold;
+  /** Monotonic deadline until which the kernel may answer ARP for the path addresses: pathFenceMs from now while healthy. */
+  pathFenceUntil = (): number => (this.wantPaths() ? this.mono() + this.pathFenceMs : Number.NEGATIVE_INFINITY);
+  get holdsPaths(): boolean {
+    return this.pathsHeld;
+  }
 
   /** On each acknowledged lease renewal: the leader extends its kernel ARP fence. */
   leaseRenewed = (): void => {
@@ -128,6 +159,7 @@ export class NodeController {
     // fails at start-up ("cannot assign requested address") and firewalls are judged on nothing.
     await this.requestReconcile();
     this.prober.start();
+    if (this.hasPaths) this.pathDrain = readPathDrain(pathDrainFile(this.config, this.self.name));
     this.lifecycle = 'RUNNING';
     this.every(c.timing.decideIntervalMs, () => this.tick());
     this.every(c.timing.reconcileIntervalMs, () => this.requestReconcile());
@@ -154,6 +186,8 @@ export class NodeController {
   // --- observe ---
 
   private onObservation(o: Observation, changed: boolean): void {
+    // Active-active: a probe state change may make this node take or withdraw its path.
+    if (changed && this.hasPaths && this.lifecycle === 'RUNNING') this.pathCheck();
     if (changed) {
       this.emit({
         event: 'probe', node: o.node, firewall: o.firewall, check: o.check, state: o.state,
@@ -280,7 +314,7 @@ export class NodeController {
       await this.dropVips(lapsed);
     } else if (wantVips !== this.holdsVips) {
       this.holdsVips = wantVips;
-      const groups = this.config.vipGroups.filter((g) => g.role === this.role);
+      const groups = this.config.vipGroups.filter((g) => g.role === this.role && g.mode === 'leader');
       if (wantVips && groups.length > 0) this.emit({ event: 'vip', node: this.self.name, reason: `holding VIP group${groups.map((g) => ` ${g.name}`).join(',')}; gratuitous ARP sent` });
     }
   }
@@ -304,6 +338,46 @@ export class NodeController {
   private async fenceCheck(): Promise<void> {
     const l = this.leadership;
     if (l && this.mono() >= l.validUntil()) await this.onLeadershipLost(l, 'lease not renewed in time (validity expired)');
+    if (!this.hasPaths || this.stopping) return;
+    this.pathDrain = readPathDrain(pathDrainFile(this.config, this.self.name));
+    // Active-active: the path fence lives while this timer finds the node healthy.
+    if (!this.pathCheck() && this.pathsHeld && this.deps.actuator.refreshPathFence) {
+      await this.deps.actuator.refreshPathFence().catch((e: unknown) => this.error('path fence refresh', e));
+    }
+  }
+
+  /**
+   * Active-active: acts on a change of verdict. Withdrawal goes straight to the path addresses (it must not
+   * wait behind a slow reconcile); taking the path needs a reconcile (IPVS must follow the desired state
+   * first). Returns true when it started something.
+   */
+  private pathCheck(): boolean {
+    const v = this.pathVerdict();
+    if (v.hold === this.pathsHeld) return false;
+    // A pass that tried to take the path and failed is retried at most once a second, not every 100 ms.
+    if (v.hold && this.mono() - this.lastPathTry < 1000) return false;
+    if (v.hold) this.kickReconcile();
+    else void this.withdrawPaths(v);
+    return true;
+  }
+
+  private withdrawing = false;
+  /** When a reconcile pass last set out to take the path (monotonic ms). */
+  private lastPathTry = Number.NEGATIVE_INFINITY;
+  private async withdrawPaths(v: PathVerdict): Promise<void> {
+    if (this.withdrawing || !this.deps.actuator.releasePaths) {
+      if (!this.deps.actuator.releasePaths) this.kickReconcile();
+      return;
+    }
+    this.withdrawing = true;
+    try {
+      await this.deps.actuator.releasePaths();
+      if (this.pathsHeld && !this.wantPaths()) this.afterPathStep(v, { results: [], applied: null });
+    } catch (e) {
+      this.error('withdraw path', e);
+    } finally {
+      this.withdrawing = false;
+    }
   }
 
   /** Idempotent: also runs when a reconcile that was adding the VIPs is still in flight. */
@@ -399,9 +473,15 @@ export class NodeController {
     if (this.stopping) return;
     const desired = this.desired?.value ?? null;
     const wantVips = this.canAnnounce();
+    const verdict = this.hasPaths ? this.pathVerdict() : null;
     const started = this.mono();
+    if (verdict?.hold) this.lastPathTry = started;
     try {
-      const r = await this.deps.actuator.reconcile(desired, { holdsVips: wantVips, wantVips: () => this.canAnnounce() });
+      const r = await this.deps.actuator.reconcile(desired, {
+        holdsVips: wantVips, wantVips: () => this.canAnnounce(),
+        ...(verdict ? { holdsPaths: verdict.hold, wantPaths: () => this.wantPaths() } : {}),
+      });
+      if (verdict) this.afterPathStep(verdict, r);
       const revision = desired?.revision ?? null;
       const drift = this.reportResults(r, revision);
       // Became leader while this pass ran: the takeover path (takeVips) owns the VIPs now.
@@ -414,6 +494,19 @@ export class NodeController {
       this.error('reconcile', e);
     }
     await this.writeStatus(this.mono() - started);
+  }
+
+  /** Active-active: record whether the path addresses are held now; one event per hold/withdraw. */
+  private afterPathStep(v: PathVerdict, r: ActResult): void {
+    // A failed path step is reported by reportDriverErrors; the next pass retries. A verdict that turned while
+    // the pass ran differs from pathsHeld at the next fence check, which starts another pass.
+    if ((r.errors ?? []).some((e) => e.driver.startsWith('path'))) return;
+    const held = v.hold;
+    if (held === this.pathsHeld) return;
+    this.pathsHeld = held;
+    const groups = pathGroupsOf(this.config, this.self).filter((g) => g.paths.length > 0);
+    const what = groups.map((g) => `${g.group.name} (${g.paths.map((p) => p.address).join(', ')})`).join(', ');
+    this.emit({ event: 'vip', level: held ? 'info' : 'warn', node: this.self.name, reason: held ? `${v.reason}; path addresses of ${what} added, gratuitous ARP sent` : `${v.reason}; path addresses of ${what} removed` });
   }
 
   /** One event per driver that changed the kernel; returns the drift found (changes behind our back). */
@@ -454,6 +547,7 @@ export class NodeController {
       appliedRevision: this.appliedRevision, holdsVips: this.holdsVips, applied: this.lastApplied, drift: this.lastDrift,
       errors: [...this.driverErrors].map(([driver, message]) => `${driver}: ${message}`),
       ...(this.deps.actuator.fenceRemainingMs ? { fenceRemainingMs: this.deps.actuator.fenceRemainingMs() } : {}),
+      ...(this.hasPaths ? { paths: { held: this.pathsHeld, reason: this.pathVerdict().reason } } : {}),
     };
     if (this.deps.statusFile !== false) {
       try {
@@ -486,6 +580,16 @@ export class NodeController {
     if (this.takeoverTimer) clearTimeout(this.takeoverTimer);
     this.unwatch?.();
     await this.reconcileRunning?.catch(() => undefined);
+    // Active-active: the path goes first, so the router moves this node's flows to the others while its IPVS still forwards.
+    if (this.hasPaths && this.deps.actuator.releasePaths) {
+      try {
+        await this.deps.actuator.releasePaths();
+        if (this.pathsHeld) this.emit({ event: 'vip', level: 'warn', node: this.self.name, reason: `${this.self.name} withdraws its path: controller stopping (${why})` });
+        this.pathsHeld = false;
+      } catch (e) {
+        this.error('withdraw path', e);
+      }
+    }
     await this.prober?.stop();
     await this.dropVips('controller stopping');
     const l = this.leadership;

@@ -14,6 +14,8 @@ export interface StatusReport {
   drains: Drain[];
   observations: Observation[];
   nodes: (NodeStatus & { stale: boolean })[];
+  /** The config's VIP groups: mode and the nodes that may hold them (absent in reports built by hand). */
+  vipGroups?: { name: string; role: Role; mode: 'leader' | 'active-active'; nodes: string[] }[];
 }
 
 interface StatusFile extends NodeStatus {
@@ -35,6 +37,13 @@ function readStatusFiles(dir: string): StatusFile[] {
     });
 }
 
+function vipGroupsOf(config: Config): NonNullable<StatusReport['vipGroups']> {
+  return config.vipGroups.map((g) => ({
+    name: g.name, role: g.role, mode: g.mode,
+    nodes: g.mode === 'active-active' ? [...new Set((g.paths ?? []).map((p) => p.node))] : config.nodes.filter((n) => n.role === g.role).map((n) => n.name),
+  }));
+}
+
 export async function collectStatus(config: Config, openStore: (c: Config) => Promise<CoordinationStore>): Promise<StatusReport> {
   const now = Date.now();
   const stale = (t: number) => now - t > config.timing.observationStaleMs;
@@ -45,7 +54,7 @@ export async function collectStatus(config: Config, openStore: (c: Config) => Pr
     for (const f of files) if (f.leader) leaders[f.role] = { role: f.role, node: f.node, since: f.updatedAt };
     const desired = files.map((f) => f.desired).find((d): d is Desired => !!d) ?? null;
     return {
-      cluster: config.cluster, source: 'status-files', now: new Date(now).toISOString(), leaders, desired, drains: [],
+      cluster: config.cluster, source: 'status-files', now: new Date(now).toISOString(), leaders, desired, drains: [], vipGroups: vipGroupsOf(config),
       observations: files.flatMap((f) => f.observations ?? []),
       nodes: files.map(({ leader: _l, desired: _d, observations: _o, ...s }) => ({ ...s, stale: stale(s.updatedAt) })),
     };
@@ -57,7 +66,7 @@ export async function collectStatus(config: Config, openStore: (c: Config) => Pr
     ]);
     return {
       cluster: config.cluster, source: 'store', now: new Date(now).toISOString(), leaders: { ingress, egress }, desired: desired?.value ?? null,
-      drains, observations, nodes: nodes.map((s) => ({ ...s, stale: stale(s.updatedAt) })),
+      drains, observations, nodes: nodes.map((s) => ({ ...s, stale: stale(s.updatedAt) })), vipGroups: vipGroupsOf(config),
     };
   } finally {
     await store.close();
@@ -75,7 +84,15 @@ export function formatStatus(s: StatusReport): string {
     if (!(role in s.leaders)) continue;
     const l = s.leaders[role];
     const holder = s.nodes.find((n) => n.role === role && n.holdsVips)?.node ?? 'nobody';
-    out.push(`${role} leader: ${l ? `${l.node} since ${time(l.since)}` : 'none'}; VIP group held by ${holder}`);
+    const groups = s.vipGroups?.filter((g) => g.role === role) ?? [];
+    const leaderGroups = groups.filter((g) => g.mode === 'leader');
+    const vip = groups.length === 0 || leaderGroups.length > 0 ? `; VIP group${leaderGroups.length > 1 ? 's' : ''} held by ${holder}` : '';
+    out.push(`${role} leader: ${l ? `${l.node} since ${time(l.since)}` : 'none'}${vip}`);
+    // Active-active groups: every node holds its own path while healthy (docs/active-active.md).
+    for (const g of groups.filter((x) => x.mode === 'active-active')) {
+      const on = s.nodes.filter((n) => n.role === role && n.paths?.held && !n.stale).map((n) => n.node);
+      out.push(`${role} VIP group ${g.name}: active-active, paths held by ${on.length ? on.join(', ') : 'nobody'} (of ${g.nodes.join(', ')})`);
+    }
   }
   out.push('');
   out.push(s.desired ? `desired revision ${s.desired.revision} (decided by ${s.desired.decidedBy} at ${time(s.desired.decidedAt)})` : 'desired: none yet');
@@ -99,6 +116,7 @@ export function formatStatus(s: StatusReport): string {
   for (const n of s.nodes) {
     const sync = s.desired && n.appliedRevision === s.desired.revision ? 'in sync' : `applied revision ${n.appliedRevision ?? 'none'}`;
     out.push(`  ${n.node.padEnd(8)} ${n.role.padEnd(8)} ${n.lifecycle.padEnd(9)} ${sync}${n.holdsVips ? ', holds VIPs' : ''}${typeof n.fenceRemainingMs === 'number' ? `, ARP fence ${n.fenceRemainingMs} ms left at ${time(n.updatedAt)}` : ''}${n.stale ? ', STALE' : ''}${n.drift.length ? `, drift corrected: ${n.drift.join('; ')}` : ''}`);
+    if (n.paths) out.push(`           path ${n.paths.held ? 'held' : 'WITHDRAWN'}: ${n.paths.reason}`);
     if (n.applied) out.push(`           applied: ${JSON.stringify(n.applied)}`);
   }
   return out.join('\n');

@@ -56,6 +56,8 @@ export interface NodeStatus {
   readonly errors?: readonly string[];
   /** Time left on the kernel ARP fence when the status was written (at updatedAt); null: no fence installed. */
   readonly fenceRemainingMs?: number | null;
+  /** Active-active VIP groups: whether this node holds its path addresses, and the verdict's sentence. */
+  readonly paths?: { readonly held: boolean; readonly reason: string };
 }
 
 export type StoreEvent = 'observations' | 'desired' | 'drains' | 'maintenance' | 'leader' | 'switchover' | 'status';

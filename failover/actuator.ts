@@ -1,6 +1,6 @@
 // One node's act step: desired state → kernel wants → drivers, in takeover order; plus release and plan.
 import type { Config, FirewallConfig, NodeConfig, Role, ServiceConfig } from '../controller/config';
-import { nodeByName, probeTable } from '../controller/config';
+import { nodeByName, pathGroupsOf, probeTable } from '../controller/config';
 import type { Desired } from '../controller/types';
 import type { AddressWant, AddressesWant } from './addresses';
 import { AddressesDriver } from './addresses';
@@ -30,7 +30,17 @@ export interface ActuatorOptions {
   fenceUntil?: () => number;
   /** The fence's transactions go to one long-lived `nft -i` started through this (default: one nft each). */
   spawner?: ProcessSpawner;
+  /** Active-active groups: asked before every gratuitous ARP for a path address (default: always true). */
+  canAnnouncePaths?: () => boolean;
+  /**
+   * Active-active groups: the monotonic deadline until which the kernel may answer ARP for this node's path
+   * addresses (their own fence table). Without it, or with pathFenceMs 0, path addresses are not fenced.
+   */
+  pathFenceUntil?: () => number;
 }
+
+/** nftables table of the path addresses' fence (the leader VIPs' fence is DEFAULT_FENCE_TABLE). */
+export const PATH_FENCE_TABLE = 'sandwich_paths';
 
 export interface ReconcileOptions {
   /** This node holds its role's VIP groups (it is the leader for its role). */
@@ -40,6 +50,10 @@ export interface ReconcileOptions {
    * released only if still not wanted, and added only if still wanted. Default: holdsVips.
    */
   readonly wantVips?: () => boolean;
+  /** Active-active groups: this node holds its path addresses (it is healthy). Default false. */
+  readonly holdsPaths?: boolean;
+  /** Asked again when the path step runs, like wantVips. Default: holdsPaths. */
+  readonly wantPaths?: () => boolean;
 }
 
 export interface NodeWants {
@@ -63,7 +77,8 @@ export interface AppliedState {
   readonly ipvs: { service: string; fwmark: number; ipv6: boolean; scheduler: string; flags: string[]; realServers: { firewall: string; address: string; weight: number }[] }[] | null;
   /** Null when the routes driver failed this pass. */
   readonly egressTables: { firewall: string; table: number; via: string; nextHop: string }[] | null;
-  readonly vips: { group: string; held: boolean; addresses: string[] }[];
+  /** Leader-mode groups, and this node's path addresses of active-active groups (mode 'active-active'). */
+  readonly vips: { group: string; mode?: 'leader' | 'active-active'; held: boolean; addresses: string[] }[];
 }
 
 export interface DriverFailure {
@@ -236,8 +251,14 @@ function viaFirewall(config: Config, fw: FirewallConfig, desired: Desired | null
 
 function vipGroupsFor(config: Config, node: NodeConfig): VipGroupWant[] {
   return config.vipGroups
-    .filter((g) => g.role === node.role)
+    .filter((g) => g.role === node.role && g.mode === 'leader')
     .map((g) => ({ name: g.name, addresses: g.addresses.map((a) => ({ dev: linuxIf(node, a.interface), address: a.address })), garp: g.garp }));
+}
+
+/** This node's path addresses, one VIP-group driver per active-active group (announced by ARP when added). */
+function pathGroupsFor(config: Config, node: NodeConfig): VipGroupWant[] {
+  return pathGroupsOf(config, node)
+    .map(({ group, paths }) => ({ name: group.name, addresses: paths.map((p) => ({ dev: linuxIf(node, p.interface), address: p.address })), garp: group.garp }));
 }
 
 export class Actuator {
@@ -249,12 +270,16 @@ export class Actuator {
   private readonly routes6: RoutesDriver;
   private readonly conntrack: ConntrackDriver;
   private readonly vips: VipGroup[];
+  /** Active-active groups: this node's path addresses. */
+  private readonly paths: VipGroup[];
   private readonly log: DriverLog;
   private queue: Promise<unknown> = Promise.resolve();
   /** VIP addresses and the fence have their own queue: a takeover or release never waits for IPVS or routes. */
   private vipQueue: Promise<unknown> = Promise.resolve();
   /** Null without fenceUntil or without an IPv4 VIP. */
   readonly fence: ArpFence | null;
+  /** The path addresses' fence; null without pathFenceUntil, with pathFenceMs 0 or without an IPv4 path address. */
+  readonly pathFence: ArpFence | null;
 
   constructor(private readonly config: Config, nodeName: string, runner: CommandRunner, opts: ActuatorOptions = {}) {
     this.node = nodeByName(config, nodeName);
@@ -279,6 +304,26 @@ export class Actuator {
     };
     const fence = opts.fenceUntil ? new ArpFence(runner, this.vips.flatMap((v) => v.group.addresses.map((a) => a.address)), opts.fenceUntil, fenceOpts) : null;
     this.fence = fence && !fence.empty ? fence : null;
+    this.paths = pathGroupsFor(config, this.node).map((g) => new VipGroup(runner, g, { ...d, timers: opts.timers, canAnnounce: opts.canAnnouncePaths, kind: 'path' }));
+    // One fence table for every active-active group of the node; the shortest pathFenceMs sets its refresh pace.
+    const fenced = pathGroupsOf(config, this.node).filter(({ group }) => group.pathFenceMs > 0);
+    const holdMs = Math.min(...fenced.map(({ group }) => group.pathFenceMs));
+    const pathFence = opts.pathFenceUntil && fenced.length > 0
+      ? new ArpFence(runner, fenced.flatMap(({ paths }) => paths.map((p) => p.address)), opts.pathFenceUntil, {
+          table: PATH_FENCE_TABLE,
+          driver: 'path-fence',
+          // Refreshed from a 100 ms timer: one nft about every third of the hold time is enough.
+          minExtendMs: Math.floor(holdMs / 3),
+          maxLeadMs: Math.floor(holdMs / 4),
+          ...(opts.spawner ? { spawner: opts.spawner, sessionTimeoutMs: config.timing.commandTimeoutMs } : {}),
+        })
+      : null;
+    this.pathFence = pathFence && !pathFence.empty ? pathFence : null;
+  }
+
+  /** Active-active groups: this node's path addresses, with their current state. */
+  get pathGroups(): readonly VipGroup[] {
+    return this.paths;
   }
 
   /** VIP groups this node can hold, with their current state. */
@@ -320,15 +365,32 @@ export class Actuator {
     return this.fence?.state === 'installed' ? this.fence.remainingMs() : null;
   }
 
-  /** Stops ARP timers and the fence's long-lived nft without touching the kernel (shutdown, tests, plan). */
+  /** Active-active: extends the path addresses' fence while the node is healthy. False when skipped. */
+  async refreshPathFence(): Promise<boolean> {
+    return this.pathFence && this.paths.some((p) => p.held) ? this.pathFence.refresh() : false;
+  }
+
+  /** Active-active: withdraw this node's path addresses now (shutdown, health lost); nothing else changes. */
+  releasePaths(): Promise<ActuatorResult> {
+    return this.vipSerial(async () => {
+      const elapsed = timer();
+      const results: ReconcileResult[] = [];
+      const errors: DriverFailure[] = [];
+      await this.withdrawPaths(results, errors);
+      return { results, errors, applied: this.summary(null, null, null), durationMs: elapsed() };
+    });
+  }
+
+  /** Stops ARP timers and the fences' long-lived nft without touching the kernel (shutdown, tests, plan). */
   close(): void {
-    for (const v of this.vips) v.close();
+    for (const v of [...this.vips, ...this.paths]) v.close();
     void this.fence?.close();
+    void this.pathFence?.close();
   }
 
   /** Resolves when background ARP runs have finished. */
   async settled(): Promise<void> {
-    await Promise.all(this.vips.map((v) => v.settled()));
+    await Promise.all([...this.vips, ...this.paths].map((v) => v.settled()));
   }
 
   /** `sandwich plan`: the commands a reconcile would run, reading the real kernel through `reader`. */
@@ -398,6 +460,18 @@ export class Actuator {
     }
   }
 
+  private async holdPaths(results: ReconcileResult[], errors: DriverFailure[]): Promise<void> {
+    const fence = this.pathFence;
+    const fenced = fence ? await this.step('path-fence', results, errors, () => fence.hold()) : true;
+    if (fenced) for (const p of this.paths) await this.step(p.driver, results, errors, () => p.reconcile(true), true);
+  }
+
+  private async withdrawPaths(results: ReconcileResult[], errors: DriverFailure[]): Promise<void> {
+    for (const p of this.paths) await this.step(p.driver, results, errors, () => p.release(), false);
+    const fence = this.pathFence;
+    if (fence && !errors.some((e) => e.driver.startsWith('path:'))) await this.step('path-fence', results, errors, () => fence.release());
+  }
+
   private async releaseVips(results: ReconcileResult[], errors: DriverFailure[]): Promise<void> {
     for (const v of this.vips) await this.step(v.driver, results, errors, () => v.release(), false);
     // The fence goes only once the addresses are gone: with an address left, it still guards it.
@@ -410,15 +484,22 @@ export class Actuator {
     const results: ReconcileResult[] = [];
     const errors: DriverFailure[] = [];
     const want = opts.wantVips ?? (() => opts.holdsVips);
+    const holdsPaths = opts.holdsPaths ?? false;
+    const wantPaths = opts.wantPaths ?? (() => holdsPaths);
+    // Path addresses: withdrawn first (like VIPs being given up), held last (after IPVS follows the desired state).
+    const withdraw = async () => {
+      if (!opts.holdsVips) await this.vipSerial(async () => (want() ? undefined : this.releaseVips(results, errors)));
+      if (!holdsPaths && this.paths.length > 0) await this.vipSerial(async () => (wantPaths() ? undefined : this.withdrawPaths(results, errors)));
+    };
     let wants: NodeWants;
     try {
       wants = nodeWants(this.config, this.node, desired);
     } catch (e) {
       errors.push({ driver: 'actuator', error: e as Error });
-      if (!opts.holdsVips) await this.vipSerial(async () => (want() ? undefined : this.releaseVips(results, errors)));
+      await withdraw();
       return { results, errors, applied: this.summary(desired, null, null), durationMs: elapsed() };
     }
-    if (!opts.holdsVips) await this.vipSerial(async () => (want() ? undefined : this.releaseVips(results, errors)));
+    await withdraw();
     await this.step('sysctl', results, errors, () => this.sysctl.reconcile(wants.sysctls), wants.sysctls);
     const ipvs = wants.ipvs ? await this.step('ipvs', results, errors, () => this.ipvs.reconcile(wants.ipvs!), wants.ipvs) : null;
     const routes = await this.step<RoutesResult>('routes', results, errors, () => this.routes.reconcile(wants.routes), wants.routes);
@@ -436,6 +517,14 @@ export class Actuator {
     // Probe source addresses last among the data-path steps: nothing urgent depends on them.
     await this.step('addresses', results, errors, () => this.addresses.reconcile(wants.addresses), wants.addresses);
     if (opts.holdsVips) await this.vipSerial(async () => (want() ? this.holdVips(results, errors) : undefined));
+    // Not while IPVS failed this pass: a node whose table may differ from the others' must not attract flows.
+    if (holdsPaths && this.paths.length > 0) {
+      if (wants.ipvs && ipvs === null) {
+        for (const p of this.paths) errors.push({ driver: p.driver, error: new DriverError(p.driver, `${p.driver}: path not taken: the IPVS step failed this pass (this node's table may differ from the other nodes')`) });
+      } else {
+        await this.vipSerial(async () => (wantPaths() ? this.holdPaths(results, errors) : undefined));
+      }
+    }
     return {
       results,
       errors,
@@ -471,7 +560,10 @@ export class Actuator {
               return { firewall: fw.name, table: fw.table, via, nextHop: this.config.firewalls.find((f) => f.name === via)?.egressAddress ?? '' };
             })
           : null,
-      vips: this.vips.map((v) => ({ group: v.group.name, held: v.held, addresses: v.group.addresses.map((a) => `${a.address} dev ${a.dev}`) })),
+      vips: [
+        ...this.vips.map((v) => ({ group: v.group.name, held: v.held, addresses: v.group.addresses.map((a) => `${a.address} dev ${a.dev}`) })),
+        ...this.paths.map((v) => ({ group: v.group.name, mode: 'active-active' as const, held: v.held, addresses: v.group.addresses.map((a) => `${a.address} dev ${a.dev}`) })),
+      ],
     };
   }
 }

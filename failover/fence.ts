@@ -14,6 +14,8 @@ import { KernelCommandError, timer, type ReconcileResult } from './types';
 export interface ArpFenceOptions {
   /** nftables table name (family arp). */
   table?: string;
+  /** Driver name in results and errors; default "fence". */
+  driver?: string;
   /** Elements are not (re-)added with less than this much validity left; default 20 ms. */
   minTimeoutMs?: number;
   /** Monotonic clock (ms), the one `until` is on; default performance.now(). */
@@ -148,13 +150,16 @@ export class ArpFence {
   private readonly maxLeadMs: number;
   private readonly session: NftSession | null;
 
+  readonly driver: string;
+
   /**
    * @param addresses the VIPs (IPv4, with or without /prefix; others are ignored)
    * @param until monotonic deadline (ms) until which the VIPs may be announced: the leader's validUntil
    */
   constructor(private readonly runner: CommandRunner, addresses: readonly string[], private readonly until: () => number, opts: ArpFenceOptions = {}) {
     this.table = opts.table ?? DEFAULT_FENCE_TABLE;
-    if (!/^[A-Za-z][A-Za-z0-9_]{0,31}$/.test(this.table)) throw new KernelCommandError(DRIVER, 'config', `bad nftables table name "${this.table}"`, null);
+    this.driver = opts.driver ?? DRIVER;
+    if (!/^[A-Za-z][A-Za-z0-9_]{0,31}$/.test(this.table)) throw new KernelCommandError(this.driver, 'config', `bad nftables table name "${this.table}"`, null);
     this.minTimeoutMs = opts.minTimeoutMs ?? 20;
     this.minExtendMs = opts.minExtendMs ?? 0;
     this.maxLeadMs = opts.maxLeadMs ?? 0;
@@ -235,13 +240,13 @@ export class ArpFence {
       this.recentNftMs.push(this.mono() - started);
       if (this.recentNftMs.length > 16) this.recentNftMs.shift();
     } catch (e) {
-      throw new KernelCommandError(DRIVER, cmd, `${what} failed: ${e instanceof Error ? e.message : String(e)}`, e);
+      throw new KernelCommandError(this.driver, cmd, `${what} failed: ${e instanceof Error ? e.message : String(e)}`, e);
     }
     return cmd;
   }
 
   private noChange(elapsed: () => number): ReconcileResult {
-    return { driver: DRIVER, differences: [], commands: [], durationMs: elapsed() };
+    return { driver: this.driver, differences: [], commands: [], durationMs: elapsed() };
   }
 
   /**
@@ -275,7 +280,7 @@ export class ArpFence {
       const cmd = await this.nft(input, `install ARP fence for ${this.all}, ${ms} ms`);
       this.state_ = 'installed';
       this.expiresAt = ms > 0 ? started + ms : started;
-      return { driver: DRIVER, differences: [`ARP fence for ${this.all} not installed`], commands: [cmd], durationMs: elapsed() };
+      return { driver: this.driver, differences: [`ARP fence for ${this.all} not installed`], commands: [cmd], durationMs: elapsed() };
     });
   }
 
@@ -332,7 +337,7 @@ export class ArpFence {
       this.expiresAt = Number.NEGATIVE_INFINITY;
       // From 'unknown' (start-up) this only clears a table an earlier run may have left: not a change worth reporting.
       return wasInstalled
-        ? { driver: DRIVER, differences: ['ARP fence installed, not holding the VIPs'], commands: [cmd], durationMs: elapsed() }
+        ? { driver: this.driver, differences: ['ARP fence installed, not holding the VIPs'], commands: [cmd], durationMs: elapsed() }
         : this.noChange(elapsed);
     });
   }

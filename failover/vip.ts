@@ -36,6 +36,8 @@ export interface VipOptions extends DriverOptions {
   timers?: Timers;
   /** Checked right before every arping is spawned: never announce a leadership we cannot prove. */
   canAnnounce?: () => boolean;
+  /** Results are named `<kind>:<group>`: "vip" (default) or "path" (an active-active group's path addresses). */
+  kind?: 'vip' | 'path';
 }
 
 export type AnnounceReason = 'takeover' | 'repeat' | 'refresh';
@@ -70,7 +72,7 @@ export class VipGroup {
   }
 
   get driver(): string {
-    return `vip:${this.group.name}`;
+    return `${this.opts.kind ?? 'vip'}:${this.group.name}`;
   }
 
   /** True after a successful hold until release. */

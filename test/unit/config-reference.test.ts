@@ -39,7 +39,7 @@ describe('docs/config-reference.md', () => {
 describe('deploy/examples', () => {
   test('every example config passes check-config, with 2 LBs, 2 firewalls and 1-2 egress routers', () => {
     const files = readdirSync(join(ROOT, 'deploy', 'examples')).filter((f) => f.endsWith('.yaml'));
-    expect(files.sort()).toEqual(['2lb-2fw-1er.yaml', '2lb-2fw-2er.yaml', 'dual-stack-2lb-2fw-1er.yaml']);
+    expect(files.sort()).toEqual(['2lb-2fw-1er.yaml', '2lb-2fw-2er.yaml', 'active-active-2lb-2fw-1er.yaml', 'dual-stack-2lb-2fw-1er.yaml']);
     for (const f of files) {
       const c = loadConfig(join(ROOT, 'deploy', 'examples', f));
       expect(c.nodes.filter((n) => n.role === 'ingress')).toHaveLength(2);
