@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # keepalived and the sandwich side by side, inside the VM (issue #6 part 3):
 #   flock /tmp/sandwich-heavy.lock lab/vm/run.sh lab/compare.sh 3600 [-- <scenario...>]
-# For each stack (COMPARE_STACKS, default "keepalived sandwich"), the topology is built once
+# For each stack (LAB_COMPARE_STACKS, default "keepalived sandwich"), the topology is built once
 # (keepalived: lab/topo.sh + lab/keepalived/ on lb1 lb2 er1; sandwich: lab_up from lab/run-lib.sh),
 # then the same scenarios run under the same load, measured the same way:
 #   fw1-blackhole   fw1 drops everything it should forward (FORWARD DROP, links up), then repaired
@@ -10,14 +10,16 @@
 #   lb-crash        kill -9 of the VIP holder's HA daemon (every keepalived process / the controller),
 #                   then restarted
 #   fw1-linkdown    (not in the default list) both of fw1's cables pulled, then back
-# Load (lab/loadgen.py): SCEN_RATE (10) new requests/s from 25 client addresses + 6 long-lived
+# Load (lab/loadgen.py): LAB_SCEN_RATE (10) new requests/s from 25 client addresses + 6 long-lived
 # connections. Measured (lab/analyze.py): failed requests, seconds until every new request succeeds,
 # long-lived connections lost, and dual-VIP time two ways: by address (lab/watch.py: both LBs have
 # 192.0.2.254 on an interface) and by ARP (lab/arpwatch.py in an observer namespace on ir's and on
 # the firewalls' segment: both LBs' MACs answer the same who-has for 192.0.2.254 / 10.1.0.254).
 # Writes $LAB_OUT/compare/{results.json,summary.md} (lab/compare.py) and per stack and scenario
 # <stack>/<scenario>/{requests.jsonl,markers.jsonl,analysis*.json,timeline.svg}.
-# Env: KA_ADVERT_INT (1) and the other knobs of lab/keepalived/render.sh; COMPARE_OUT (compare).
+# Env (lab/vm/run.sh passes LAB_* variables into the VM): LAB_KA_ADVERT_INT (1) and the other knobs of
+# lab/keepalived/render.sh with a LAB_ prefix; LAB_COMPARE_STACKS ("keepalived sandwich");
+# LAB_COMPARE_OUT (compare: the output directory under $LAB_OUT); LAB_SCEN_RATE (10).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lab/lib.sh
@@ -26,6 +28,9 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/run-lib.sh"
 # shellcheck source=lab/keepalived/lib.sh
 . "$HERE/keepalived/lib.sh"
+# LAB_KA_X -> KA_X for lab/keepalived/render.sh.
+while IFS='=' read -r v _; do export "${v#LAB_}=${!v}"; done < <(env | grep -E '^LAB_KA_[A-Z_]*=' || true)
+SCEN_RATE=${LAB_SCEN_RATE:-${SCEN_RATE:-10}}
 ALL=(fw1-blackhole lb-stall lb-crash fw1-linkdown)
 DEFAULT=(fw1-blackhole lb-stall lb-crash)
 usage() { echo "usage: lab/compare.sh [scenario...]   (scenarios: ${ALL[*]}; default: ${DEFAULT[*]})" >&2; exit 2; }
@@ -35,11 +40,11 @@ for a in "$@"; do
   names+=("$a")
 done
 ((${#names[@]})) || names=("${DEFAULT[@]}")
-read -r -a STACKS <<< "${COMPARE_STACKS:-keepalived sandwich}"
+read -r -a STACKS <<< "${LAB_COMPARE_STACKS:-keepalived sandwich}"
 for s in "${STACKS[@]}"; do case $s in keepalived | sandwich) ;; *) echo "compare: unknown stack \"$s\"" >&2; usage ;; esac; done
 [ -d /proc/sys/net/ipv4/vs ] || { echo "compare: no IPVS here: run me with lab/vm/run.sh lab/compare.sh" >&2; exit 2; }
 command -v keepalived > /dev/null || { echo "compare: keepalived missing (apt-get install keepalived)" >&2; exit 2; }
-C=$LAB_OUT/${COMPARE_OUT:-compare}
+C=$LAB_OUT/${LAB_COMPARE_OUT:-compare}
 rm -rf "$C" "$LAB_LOGS"; mkdir -p "$C" "$LAB_LOGS"
 T0=$EPOCHREALTIME
 STACK=''
@@ -134,7 +139,7 @@ run_scenario() {
   mkdir -p "$DIR"; M=$DIR/markers.jsonl R=$DIR/requests.jsonl
   say "== $STACK: $SC"
   POLL=1 wait_until 200 "normal state before $SC" normal > /dev/null || problems+=("not back to normal before the scenario")
-  loadgen_start "$R" 400 --rate "${SCEN_RATE:-10}" --first 10 --last 34 --long 6
+  loadgen_start "$R" 400 --rate "$SCEN_RATE" --first 10 --last 34 --long 6
   POLL=1 wait_until 60 "6 long-lived connections up" loadgen_long_up "$R" 6 > /dev/null || problems+=("long-lived connections not up before the fault")
   sleep 2
   mark "$M" "phase:baseline" "holder $(holder)"
@@ -178,7 +183,7 @@ for STACK in "${STACKS[@]}"; do
 done
 trap - EXIT
 
-args=(--out "$C" --rate "${SCEN_RATE:-10}" --advert-int "${KA_ADVERT_INT:-1}")
+args=(--out "$C" --rate "$SCEN_RATE" --advert-int "${KA_ADVERT_INT:-1}")
 for s in "${STACKS[@]}"; do args+=(--stack "$s"); done
 for n in "${names[@]}"; do args+=(--scenario "$n"); done
 /usr/bin/python3 "$HERE/compare.py" "${args[@]}"
