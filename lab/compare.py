@@ -95,7 +95,7 @@ def rfmt(r):
         return "—"
     if isinstance(r, str):
         return r
-    return f"**{r:.2f}×**" if r >= 10 or r < 0.1 else f"**{r:.2f}×**"
+    return f"**{r:.2f}×**"
 
 
 stacks = {s: {"up": load(os.path.join(a.out, s, "up.json"), {}), "scenarios": {sc: measure(s, sc) for sc in a.scenario}} for s in a.stack}
