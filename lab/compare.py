@@ -11,6 +11,8 @@ Per scenario and stack, over the phases after the baseline:
               VIP 192.0.2.254 (what ir would see); dualArpFi the same for 10.1.0.254 (the firewalls)
   dualAddr    seconds during which both LBs had 192.0.2.254 on an interface
   longLost    long-lived connections broken
+  takeover    seconds from the fault's action until the other LB had the VIP (address watcher;
+              None: it never moved in the phase); moves: how often a VIP appeared on an LB
   compare.py --out DIR --stack keepalived --stack sandwich --scenario fw1-blackhole ... [--rate 10] [--advert-int 1]
 """
 import argparse
@@ -40,6 +42,46 @@ def fault_phases(an):
     return [ph for ph in (an or {}).get("phases", []) if ph["name"] != "baseline"]
 
 
+def jsonl(path):
+    out = []
+    try:
+        with open(path) as f:
+            for line in f:
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    pass
+    except OSError:
+        pass
+    return out
+
+
+def vip_changes(stack):
+    recs = [r for n in ("lb1", "lb2") for r in jsonl(os.path.join(a.out, stack, f"watch.{n}")) if not r.get("end")]
+    return sorted(recs, key=lambda r: r["t"])
+
+
+def takeover(stack, an):
+    """(seconds from the first fault phase's start to the other LB having the VIP, VIP appearances in the fault phases)."""
+    ph = an.get("phases", [])
+    base = [x for x in ph if x["name"] == "baseline"]
+    faults = fault_phases(an)
+    if not base or not faults or len(base[0]["vipHolderAtEnd"]) != 1:
+        return None, None
+    was = base[0]["vipHolderAtEnd"][0]
+    lo, hi = faults[0]["start"], faults[-1]["end"]
+    ch = vip_changes(stack)
+    # appearances: a record with vip true after one with vip false for the same node
+    last, moves, first = {}, 0, None
+    for r in ch:
+        if lo <= r["t"] < hi and r["vip"] and not last.get(r["node"], False):
+            moves += 1
+            if r["node"] != was and first is None and r["t"] < faults[0]["end"]:
+                first = round(r["t"] - lo, 2)
+        last[r["node"]] = r["vip"]
+    return first, moves
+
+
 def measure(stack, sc):
     d = os.path.join(a.out, stack, sc)
     an = load(os.path.join(d, "analysis.json"))
@@ -50,7 +92,10 @@ def measure(stack, sc):
     if an is None:
         return {"ok": False, "problems": problems or ["no analysis"], "notes": notes}
     ph = fault_phases(an)
+    tk, moves = takeover(stack, an)
     return {
+        "takeover": tk,
+        "moves": moves,
         "ok": not problems,
         "problems": problems,
         "notes": notes,
@@ -77,14 +122,16 @@ def ratio(k, s):
     """keepalived / sandwich as text; None when a side is missing."""
     if k is None or s is None:
         return None
+    if isinstance(k, str) or isinstance(s, str):
+        return None
     if s == 0:
         return "=" if k == 0 else "∞"
     return round(k / s, 2)
 
 
-def fmt(v, unit=""):
+def fmt(v, unit="", none="never"):
     if v is None:
-        return "never"
+        return none
     if isinstance(v, float):
         return f"{v:.2f}{unit}"
     return f"{v}{unit}"
@@ -99,7 +146,7 @@ def rfmt(r):
 
 
 stacks = {s: {"up": load(os.path.join(a.out, s, "up.json"), {}), "scenarios": {sc: measure(s, sc) for sc in a.scenario}} for s in a.stack}
-METRICS = [("failed", "failed requests"), ("heal", "time to heal (s)"), ("dualArp", "dual-VIP by ARP, gateway VIP (s)"),
+METRICS = [("failed", "failed requests"), ("heal", "time to heal (s)"), ("takeover", "VIP on the other LB after (s)"), ("moves", "VIP moves"), ("dualArp", "dual-VIP by ARP, gateway VIP (s)"),
            ("dualArpFi", "dual-VIP by ARP, firewall-side VIP (s)"), ("dualAddr", "dual-VIP by address (s)"), ("longLost", "long-lived connections lost (of 6)")]
 ratios = {}
 if "keepalived" in stacks and "sandwich" in stacks:
@@ -127,6 +174,11 @@ if ratios:
     for sc in a.scenario:
         k, s = stacks["keepalived"]["scenarios"][sc], stacks["sandwich"]["scenarios"][sc]
         for m, label in METRICS:
+            if m in ("takeover", "moves") and not sc.startswith("lb-"):
+                continue
+            if m == "takeover":
+                L.append(f"| {sc} | {label} | {fmt(k.get(m), none='no move')} | {fmt(s.get(m), none='no move')} | {rfmt(ratios[sc][m])} |")
+                continue
             L.append(f"| {sc} | {label} | {fmt(k.get(m))} | {fmt(s.get(m))} | {rfmt(ratios[sc][m])} |")
     L += ["", "Ratios: keepalived ÷ sandwich; \"=\" both 0; \"∞\" sandwich 0 and keepalived not; time to heal = from the fault's",
           "action to the start of the first request after the phase's last failure (0 without failures).", ""]

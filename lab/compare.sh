@@ -9,6 +9,7 @@
 #                   controller), then SIGCONT
 #   lb-crash        kill -9 of the VIP holder's HA daemon (every keepalived process / the controller),
 #                   then restarted
+#   lb-down         every cable of the VIP holder pulled (the LB dead as the network sees it), then back
 #   fw1-linkdown    (not in the default list) both of fw1's cables pulled, then back
 # Load (lab/loadgen.py): LAB_SCEN_RATE (10) new requests/s from 25 client addresses + 6 long-lived
 # connections. Measured (lab/analyze.py): failed requests, seconds until every new request succeeds,
@@ -31,8 +32,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # LAB_KA_X -> KA_X for lab/keepalived/render.sh.
 while IFS='=' read -r v _; do export "${v#LAB_}=${!v}"; done < <(env | grep -E '^LAB_KA_[A-Z_]*=' || true)
 SCEN_RATE=${LAB_SCEN_RATE:-${SCEN_RATE:-10}}
-ALL=(fw1-blackhole lb-stall lb-crash fw1-linkdown)
-DEFAULT=(fw1-blackhole lb-stall lb-crash)
+ALL=(fw1-blackhole lb-stall lb-crash lb-down fw1-linkdown)
+DEFAULT=(fw1-blackhole lb-stall lb-crash lb-down)
 usage() { echo "usage: lab/compare.sh [scenario...]   (scenarios: ${ALL[*]}; default: ${DEFAULT[*]})" >&2; exit 2; }
 names=()
 for a in "$@"; do
@@ -131,6 +132,20 @@ sc_lb-crash() {
   daemon_start "$h"
   need "$h releases the VIPs after its restart" wait_until 300 "VIP on $o only" vip_on "$o" "$h" > /dev/null && note "$h restarted, VIPs on $o only, $(took "$t")s after the restart"
   POLL=1 need "back to normal after the restart" wait_until 200 "normal" normal > /dev/null
+  sleep 3
+}
+
+sc_lb-down() {
+  local h o t i; h=$(holder); o=$(other "$h")
+  t=$EPOCHREALTIME; mark "$M" "phase:down" "every cable of $h pulled"
+  for i in eth0 eth1 eth2; do ip link set "$h-$i" down; done
+  need "$o takes the VIPs" wait_until 120 "VIP on $o" has_vip "$o" > /dev/null && note "$o holds the VIPs $(took "$t")s after the cables were pulled"
+  POLL=1 need "traffic through $o" wait_until 90 "30 good requests" loadgen_ok_since "$R" "$t" 30 > /dev/null && note "30 good requests in a row $(took "$t")s after the cables were pulled"
+  sleep 3
+  t=$EPOCHREALTIME; mark "$M" "phase:repair" "$h's cables back"
+  for i in eth0 eth1 eth2; do ip link set "$h-$i" up; done
+  need "$h comes back as standby" wait_until 300 "VIP on $o only" vip_on "$o" "$h" > /dev/null && note "VIPs on $o only $(took "$t")s after the cables came back"
+  POLL=1 need "back to normal after the repair" wait_until 200 "normal" normal > /dev/null
   sleep 3
 }
 

@@ -115,16 +115,20 @@ ka_stop lb1; ka_stop lb2
 
 test('compare.py: per-scenario measures and keepalived ÷ sandwich ratios', () => {
   const out = join(dir, 'cmp');
+  const T = 1_800_000_000;
   const phases = (failed: number, heal: number | null, dual: number) => ({
     phases: [
-      { name: 'baseline', detail: '', requests: 40, failed: 0, recoverySeconds: 0, longAlive: 6, longLost: 0, dualVipSeconds: 0, vipHolderAtEnd: ['lb1'] },
-      { name: 'crash', detail: 'kill -9', requests: 100, failed, recoverySeconds: heal, longAlive: 6, longLost: 1, dualVipSeconds: dual, vipHolderAtEnd: ['lb2'] },
-      { name: 'restart', detail: 'restart', requests: 50, failed: 0, recoverySeconds: 0, longAlive: 5, longLost: 0, dualVipSeconds: 0.5, vipHolderAtEnd: ['lb2'] },
+      { name: 'baseline', detail: '', start: T, end: T + 6, requests: 40, failed: 0, recoverySeconds: 0, longAlive: 6, longLost: 0, dualVipSeconds: 0, vipHolderAtEnd: ['lb1'] },
+      { name: 'crash', detail: 'kill -9', start: T + 6, end: T + 60, requests: 100, failed, recoverySeconds: heal, longAlive: 6, longLost: 1, dualVipSeconds: dual, vipHolderAtEnd: ['lb2'] },
+      { name: 'restart', detail: 'restart', start: T + 60, end: T + 80, requests: 50, failed: 0, recoverySeconds: 0, longAlive: 5, longLost: 0, dualVipSeconds: 0.5, vipHolderAtEnd: ['lb2'] },
     ],
   });
-  const put = (stack: string, an: object, arp: object) => {
+  // The address watchers: lb2 gets the VIP `takeover` s after the kill; lb1 keeps it until its restart.
+  const put = (stack: string, an: object, arp: object, takeover = 3.5) => {
     const d = join(out, stack, 'lb-crash');
     mkdirSync(d, { recursive: true });
+    writeFileSync(join(out, stack, 'watch.lb1'), [{ t: T - 10, node: 'lb1', vip: true }, { t: T + 61, node: 'lb1', vip: false }].map((r) => JSON.stringify(r)).join('\n') + '\n');
+    writeFileSync(join(out, stack, 'watch.lb2'), [{ t: T - 10, node: 'lb2', vip: false }, { t: T + 6 + takeover, node: 'lb2', vip: true }].map((r) => JSON.stringify(r)).join('\n') + '\n');
     writeFileSync(join(d, 'analysis.json'), JSON.stringify(an));
     writeFileSync(join(d, 'analysis-arp-gw.json'), JSON.stringify(arp));
     writeFileSync(join(d, 'analysis-arp-fi.json'), JSON.stringify(arp));
@@ -133,11 +137,11 @@ test('compare.py: per-scenario measures and keepalived ÷ sandwich ratios', () =
     writeFileSync(join(out, stack, 'up.json'), '{"upSeconds": 12.5}');
   };
   put('keepalived', phases(30, 4, 20), phases(0, 0, 6));
-  put('sandwich', phases(10, 2, 20), phases(0, 0, 0));
+  put('sandwich', phases(10, 2, 20), phases(0, 0, 0), 28);
   execFileSync('/usr/bin/python3', [join(REPO, 'lab', 'compare.py'), '--out', out, '--stack', 'keepalived', '--stack', 'sandwich', '--scenario', 'lb-crash'], { stdio: 'pipe' });
   const res = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { ratios: Record<string, Record<string, number | string>>; stacks: Record<string, { scenarios: Record<string, Record<string, unknown>> }>; problems: string[] };
-  expect(res.stacks.keepalived?.scenarios['lb-crash']).toMatchObject({ failed: 30, heal: 4, dualAddr: 20.5, dualArp: 6.5, longLost: 1 });
-  expect(res.ratios['lb-crash']).toEqual({ failed: 3, heal: 2, dualArp: 13, dualArpFi: 13, dualAddr: 1, longLost: 1 });
+  expect(res.stacks.keepalived?.scenarios['lb-crash']).toMatchObject({ failed: 30, heal: 4, dualAddr: 20.5, dualArp: 6.5, longLost: 1, takeover: 3.5, moves: 1 });
+  expect(res.ratios['lb-crash']).toEqual({ failed: 3, heal: 2, takeover: 0.12, moves: 1, dualArp: 13, dualArpFi: 13, dualAddr: 1, longLost: 1 });
   expect(res.problems).toEqual([]);
   const md = readFileSync(join(out, 'summary.md'), 'utf8');
   expect(md).toMatch(/\| lb-crash \| failed requests \| 30 \| 10 \| \*\*3\.00×\*\* \|/);
