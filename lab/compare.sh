@@ -67,7 +67,7 @@ daemon_start() { if [ "$STACK" = sandwich ]; then node_start "$1"; else ka_start
 
 ka_up() {
   say "keepalived $(keepalived --version 2>&1 | head -n 1 | cut -d' ' -f2): building the sandwich without IPVS real servers or VIPs"
-  "$LAB_REPO/lab/topo.sh" up
+  "$LAB_REPO/lab/topo.sh" up || return 1
   # keepalived creates the IPVS service itself (sh + sh-fallback); topo.sh's seed service would be in its way.
   ip netns exec lb1 ipvsadm -D -f 1; ip netns exec lb2 ipvsadm -D -f 1
   ka_render
@@ -183,7 +183,11 @@ for STACK in "${STACKS[@]}"; do
   mkdir -p "$C/$STACK"
   t=$EPOCHREALTIME
   if [ "$STACK" = sandwich ]; then up=(lab_up "$C/sandwich/watch"); else up=(ka_up); fi
-  if "${up[@]}"; then
+  # A deleted namespace's interfaces go away asynchronously (seconds in the TCG VM): wait for the
+  # previous stack's, or topo.sh up fails with "File exists".
+  # shellcheck disable=SC2016
+  POLL=1 wait_until 120 "the previous topology's interfaces to go" eval '! ip -o link | grep -qE "(-eth[0-9]|^[0-9]+: br[a-z]+:)"' > /dev/null || true
+  if "${up[@]}" && [ -e /run/netns/lb1 ]; then
     arpw_up; arpw_start "$C/$STACK/arp"
     echo "{\"upSeconds\": $(took "$t")}" > "$C/$STACK/up.json"
     say "$STACK: up in $(took "$t")s"
