@@ -70,6 +70,13 @@ ka_up() {
   "$LAB_REPO/lab/topo.sh" up || return 1
   # keepalived creates the IPVS service itself (sh + sh-fallback); topo.sh's seed service would be in its way.
   ip netns exec lb1 ipvsadm -D -f 1; ip netns exec lb2 ipvsadm -D -f 1
+  # The IPVS sysctls the controller sets on its LBs (ipvsSysctls; sysctl.conf in a keepalived
+  # deployment). sloppy_tcp: the LB taking over schedules mid-stream packets of connections it has
+  # no entry for (by the same sh hash), instead of handing them to its local stack (a RST).
+  local n
+  for n in lb1 lb2; do
+    ip netns exec "$n" sh -c 'echo 1 > /proc/sys/net/ipv4/vs/sloppy_tcp; echo 1 > /proc/sys/net/ipv4/vs/expire_quiescent_template; echo 1 > /proc/sys/net/ipv4/vs/expire_nodest_conn'
+  done
   ka_render
   say "keepalived configs: $KA_RUN/lb.conf (advert_int $(awk '/advert_int/ { print $2 }' "$KA_RUN/lb.conf"), VRRPv$(awk '/vrrp_version/ { print $2 }' "$KA_RUN/lb.conf")), $KA_RUN/er1.conf"
   cp "$KA_RUN/lb.conf" "$KA_RUN/er1.conf" "$C/keepalived/"
