@@ -122,6 +122,7 @@ sc_lb-stall() {
   sleep 5
   daemon_signal "$h" CONT
   mark "$M" resumed "SIGCONT $h"
+  note "SIGCONT $(took "$t")s after the SIGSTOP (a starved VM stretches the 5 s)"
   POLL=1 need "one VIP holder with both firewalls after the stall" wait_until 120 "normal" normal > /dev/null
   sleep 8   # a late move (the resumed daemon taking the VIPs back) shows up here
   POLL=1 need "traffic good after the stall" wait_until 60 "30 good requests" loadgen_ok_since "$R" "$t" 30 > /dev/null
