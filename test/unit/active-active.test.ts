@@ -10,13 +10,14 @@ import { ConfigError, parseConfig, type Config } from '../../controller/config';
 import { MemoryEventLog } from '../../controller/events';
 import { MemoryStore } from '../../controller/memory-store';
 import { Metrics } from '../../controller/metrics';
-import { NodeController, type ActResult, type NodeActuator, type Prober } from '../../controller/node';
+import { NodeController, type ActResult, type NodeActuator } from '../../controller/node';
 import { formatStatus, type StatusReport } from '../../controller/status';
 import type { Desired, Observation } from '../../controller/types';
 import { Actuator, isReadCommand, PATH_FENCE_TABLE } from '../../failover/actuator';
 import { FakeRunner, type RecordedCall } from '../../failover/runner';
 import { ManualTimers } from '../../failover/timers';
 import { FakeKernel } from './fixtures/kernel/fake-kernel';
+import { FakeProber, until, wait } from './fixtures/node-fakes';
 import { previousDesired } from './fixtures/snapshot';
 
 const EXAMPLE = readFileSync(join(__dirname, '../../deploy/config.example.yaml'), 'utf8');
@@ -272,38 +273,12 @@ class FakeActuator implements NodeActuator {
   }
 }
 
-class FakeProber implements Prober {
-  obs = new Map<string, Observation>();
-  constructor(private readonly node: string, private readonly cb: (o: Observation, changed: boolean) => void) {}
-  start(): void {}
-  async stop(): Promise<void> {}
-  snapshot(): Observation[] {
-    return [...this.obs.values()];
-  }
-  report(firewall: string, check: string, state: 'up' | 'down'): void {
-    const now = Date.now();
-    const o: Observation = { node: this.node, role: 'ingress', firewall, check, state, since: now, updatedAt: now, streak: 3, lastError: state === 'down' ? 'timeout' : null, rttMs: null };
-    const prev = this.obs.get(`${firewall}/${check}`);
-    this.obs.set(`${firewall}/${check}`, o);
-    this.cb(o, prev?.state !== state);
-  }
-}
-
-const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until(cond: () => boolean, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await wait(10);
-  }
-}
-
 describe('NodeController with an active-active group', () => {
   function make(store: MemoryStore, name: string, config: Config) {
     const events = new MemoryEventLog();
     const actuator = new FakeActuator();
     let prober!: FakeProber;
-    const node = new NodeController({ config, node: name, store, events, actuator, statusFile: false, prober: (cb) => (prober = new FakeProber(name, cb)) });
+    const node = new NodeController({ config, node: name, store, events, actuator, statusFile: false, prober: (cb) => (prober = new FakeProber(name, 'ingress', cb)) });
     return { node, events, actuator, prober: () => prober };
   }
 

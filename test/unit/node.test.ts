@@ -3,10 +3,11 @@ import { join } from 'node:path';
 import { parseConfig, type Config } from '../../controller/config';
 import { MemoryEventLog } from '../../controller/events';
 import { MemoryStore } from '../../controller/memory-store';
-import { NodeController, type ActResult, type NodeActuator, type Prober } from '../../controller/node';
+import { NodeController, type ActResult, type NodeActuator } from '../../controller/node';
 import type { Leadership } from '../../controller/store';
 import { requestSwitchover } from '../../controller/switchover';
-import type { Desired, Observation } from '../../controller/types';
+import type { Desired } from '../../controller/types';
+import { FakeProber, until, wait } from './fixtures/node-fakes';
 
 const yaml = readFileSync(join(__dirname, '../../deploy/config.example.yaml'), 'utf8')
   .replace(/store:\n  kind: etcd\n(  .*\n)+/, 'store: { kind: memory }\n')
@@ -34,32 +35,6 @@ class FakeActuator implements NodeActuator {
   }
   last(): { desired: Desired | null; holdsVips: boolean } | undefined {
     return this.calls[this.calls.length - 1];
-  }
-}
-
-class FakeProber implements Prober {
-  obs = new Map<string, Observation>();
-  constructor(private readonly node: string, private readonly role: 'ingress' | 'egress', private readonly cb: (o: Observation, changed: boolean) => void) {}
-  start(): void {}
-  async stop(): Promise<void> {}
-  snapshot(): Observation[] {
-    return [...this.obs.values()];
-  }
-  report(firewall: string, check: string, state: 'up' | 'down', error: string | null = null): void {
-    const now = Date.now();
-    const o: Observation = { node: this.node, role: this.role, firewall, check, state, since: now, updatedAt: now, streak: 3, lastError: error, rttMs: state === 'up' ? 1.5 : null };
-    const prev = this.obs.get(`${firewall}/${check}`);
-    this.obs.set(`${firewall}/${check}`, o);
-    this.cb(o, prev?.state !== state);
-  }
-}
-
-const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until(cond: () => boolean, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await wait(10);
   }
 }
 
