@@ -1,6 +1,8 @@
 """The lab's server: one process, asyncio, listen backlog 1024 (busybox httpd forks per request
 and listens with backlog 9, which drops SYNs under load). Serves GET/HEAD / and /health.
-Run with /usr/bin/python3 (the VM hides root's pyenv).
+--host and --port take comma lists (every host on every port: 0.0.0.0,:: 80,443,7); --udp-echo PORT
+also echoes UDP datagrams on that port of each --udp-host address (at most 512 bytes, one reply per
+datagram: the lab's UDP service; bound to the service addresses so that replies come from them). Run with /usr/bin/python3 (the VM hides root's pyenv).
 """
 import argparse
 import asyncio
@@ -8,8 +10,10 @@ import os
 import signal
 
 parser = argparse.ArgumentParser(description=__doc__)
-parser.add_argument("--host", default="0.0.0.0")
-parser.add_argument("--port", type=int, default=80)
+parser.add_argument("--host", default="0.0.0.0", help="address(es), comma-separated")
+parser.add_argument("--port", default="80", help="port(s), comma-separated")
+parser.add_argument("--udp-echo", type=int, help="also echo UDP on this port")
+parser.add_argument("--udp-host", default="198.51.100.10", help="the UDP echo's address(es), comma-separated")
 parser.add_argument("--name", default="srv", help="server name put in the / body")
 parser.add_argument("--ready", help="file to create once listening")
 args = parser.parse_args()
@@ -61,16 +65,29 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
         writer.close()
 
 
+class Echo(asyncio.DatagramProtocol):
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self.transport.sendto(data[:512], addr)
+
+
 async def main() -> None:
-    server = await asyncio.start_server(handle, args.host, args.port, backlog=1024, reuse_address=True)
+    hosts, ports = args.host.split(","), [int(p) for p in args.port.split(",")]
+    servers = [await asyncio.start_server(handle, hosts if len(hosts) > 1 else hosts[0], port, backlog=1024, reuse_address=True)
+               for port in ports]
+    for h in args.udp_host.split(",") if args.udp_echo else []:
+        await asyncio.get_running_loop().create_datagram_endpoint(Echo, local_addr=(h, args.udp_echo))
     if args.ready:
         with open(args.ready, "w") as f:
             f.write(f"{os.getpid()}\n")
     stop = asyncio.get_running_loop().create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
-    async with server:
-        await stop
+    await stop
+    for server in servers:
+        server.close()
 
 
 asyncio.run(main())

@@ -9,6 +9,11 @@ Records go to --out (JSON lines, flushed as they come):
   {"k":"req","t":<unix s>,"src":..,"ok":bool,"ms":..,"err":..}
   {"k":"long","t":..,"src":..,"ok":bool,"ms":..,"err":..,"seq":n}
   {"k":"end","t":..,"long":{"<src>":"alive"|"lost at <t>"}}
+More streams in the same process (other services, IPv6, UDP): --extra "name=web6,host=2001:db8:100::10,
+port=80,prefix=2001:db8:c::,rate=3,long=2,out=FILE" (keys: name, proto tcp|udp, host, port, prefix,
+first, last, rate, long, out; unset ones as for the main stream, long 0). Each writes the same
+records, with "svc": name, to its own file. A UDP request is one datagram from a new socket and
+its echo (lab/httpd.py --udp-echo), within --timeout; UDP streams have no long-lived connections.
 Run with /usr/bin/python3 inside the client namespace (the VM hides root's pyenv).
 """
 import argparse
@@ -31,17 +36,49 @@ p.add_argument("--long-interval", type=float, default=1.0)
 p.add_argument("--host", default="198.51.100.10")
 p.add_argument("--port", type=int, default=80)
 p.add_argument("--timeout", type=float, default=2.0, help="seconds per request")
+p.add_argument("--extra", action="append", default=[], help="another stream (see above)")
 a = p.parse_args()
 if not (0 < a.rate <= 200) or not (0 < a.duration <= 3600) or a.first > a.last or a.long < 0:
     sys.exit("loadgen.py: need 0 < --rate <= 200, 0 < --duration <= 3600, --first <= --last, --long >= 0")
 
-out = open(a.out, "w", buffering=1)
-def rec(r: dict) -> None:
-    out.write(json.dumps(r, separators=(",", ":")) + "\n")
 
-REQ = f"GET / HTTP/1.1\r\nHost: {a.host}\r\n"
-async def one_request(reader, writer, close: bool) -> None:
-    writer.write((REQ + ("Connection: close\r\n" if close else "") + "\r\n").encode())
+class Stream:
+    def __init__(self, name, proto, host, port, prefix, first, last, rate, long, out):
+        self.name, self.proto, self.host, self.port, self.prefix = name, proto, host, int(port), prefix
+        self.first, self.last, self.rate, self.long = int(first), int(last), float(rate), int(long)
+        self.file = open(out, "w", buffering=1)
+        self.long_state = {}
+        self.req = f"GET / HTTP/1.1\r\nHost: {'[%s]' % host if ':' in host else host}\r\n"
+
+    def rec(self, r: dict) -> None:
+        if self.name:
+            r["svc"] = self.name
+        self.file.write(json.dumps(r, separators=(",", ":")) + "\n")
+
+
+main_stream = Stream(None, "tcp", a.host, a.port, a.prefix, a.first, a.last, a.rate, a.long, a.out)
+streams = [main_stream]
+total_rate = a.rate
+for spec in a.extra:
+    try:
+        kv = dict(item.split("=", 1) for item in spec.split(","))
+        bad = set(kv) - {"name", "proto", "host", "port", "prefix", "first", "last", "rate", "long", "out"}
+        if bad or "name" not in kv or "out" not in kv or kv.get("proto", "tcp") not in ("tcp", "udp"):
+            raise ValueError(f"unknown keys {sorted(bad)}" if bad else "needs name=, out=, proto tcp or udp")
+        st = Stream(kv["name"], kv.get("proto", "tcp"), kv.get("host", a.host), kv.get("port", a.port), kv.get("prefix", a.prefix),
+                    kv.get("first", a.first), kv.get("last", a.last), kv.get("rate", a.rate), kv.get("long", 0), kv["out"])
+    except ValueError as e:
+        sys.exit(f"loadgen.py: --extra {spec!r}: {e}")
+    if not (0 < st.rate <= 200) or st.first > st.last or st.long < 0 or (st.proto == "udp" and st.long):
+        sys.exit(f"loadgen.py: --extra {spec!r}: need 0 < rate <= 200, first <= last, long >= 0 (0 for udp)")
+    total_rate += st.rate
+    streams.append(st)
+if total_rate > 200:
+    sys.exit("loadgen.py: at most 200 new requests/s in all streams")
+
+
+async def one_request(st, reader, writer, close: bool) -> None:
+    writer.write((st.req + ("Connection: close\r\n" if close else "") + "\r\n").encode())
     await writer.drain()
     head = await reader.readuntil(b"\r\n\r\n")
     status = head.split(b" ", 2)[1]
@@ -58,41 +95,69 @@ def err_text(e: BaseException) -> str:
         return "timeout"
     return f"{type(e).__name__}: {e}"[:120]
 
-async def request(src: str) -> None:
+class Echo(asyncio.DatagramProtocol):
+    def __init__(self, payload: bytes):
+        self.payload, self.done = payload, asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        if data == self.payload and not self.done.done():
+            self.done.set_result(None)
+
+    def error_received(self, exc) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc)
+
+
+udp_seq = 0
+async def udp_request(st, src: str) -> None:
+    global udp_seq
+    udp_seq += 1
+    payload = f"sandwich lab {udp_seq}".encode()
+    transport, proto = await asyncio.get_running_loop().create_datagram_endpoint(
+        lambda: Echo(payload), local_addr=(src, 0), remote_addr=(st.host, st.port))
+    try:
+        transport.sendto(payload)
+        await proto.done
+    finally:
+        transport.close()
+
+
+async def request(st, src: str) -> None:
     t, t0 = time.time(), time.monotonic()
     err, writer = None, None
     try:
         async def go():
             nonlocal writer
-            reader, writer = await asyncio.open_connection(a.host, a.port, local_addr=(src, 0))
-            await one_request(reader, writer, True)
+            if st.proto == "udp":
+                return await udp_request(st, src)
+            reader, writer = await asyncio.open_connection(st.host, st.port, local_addr=(src, 0))
+            await one_request(st, reader, writer, True)
         await asyncio.wait_for(go(), a.timeout)
     except Exception as e:  # every failure is a data point
         err = err_text(e)
     finally:
         if writer:
             writer.close()
-    rec({"k": "req", "t": round(t, 3), "src": src, "ok": err is None, "ms": round((time.monotonic() - t0) * 1000, 1), "err": err})
+    st.rec({"k": "req", "t": round(t, 3), "src": src, "ok": err is None, "ms": round((time.monotonic() - t0) * 1000, 1), "err": err})
 
-long_state = {}
-async def long_lived(src: str, deadline: float) -> None:
+async def long_lived(st, src: str, deadline: float) -> None:
     seq, writer = 0, None
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(a.host, a.port, local_addr=(src, 0)), a.timeout)
-        long_state[src] = "alive"
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(st.host, st.port, local_addr=(src, 0)), a.timeout)
+        st.long_state[src] = "alive"
         while time.monotonic() < deadline and not stopped():
             t, t0 = time.time(), time.monotonic()
             try:
-                await asyncio.wait_for(one_request(reader, writer, False), a.timeout)
-                rec({"k": "long", "t": round(t, 3), "src": src, "ok": True, "ms": round((time.monotonic() - t0) * 1000, 1), "seq": seq})
+                await asyncio.wait_for(one_request(st, reader, writer, False), a.timeout)
+                st.rec({"k": "long", "t": round(t, 3), "src": src, "ok": True, "ms": round((time.monotonic() - t0) * 1000, 1), "seq": seq})
             except Exception as e:
-                rec({"k": "long", "t": round(t, 3), "src": src, "ok": False, "ms": round((time.monotonic() - t0) * 1000, 1), "err": err_text(e), "seq": seq})
-                long_state[src] = f"lost at {t:.3f}"
+                st.rec({"k": "long", "t": round(t, 3), "src": src, "ok": False, "ms": round((time.monotonic() - t0) * 1000, 1), "err": err_text(e), "seq": seq})
+                st.long_state[src] = f"lost at {t:.3f}"
                 return
             seq += 1
             await asyncio.sleep(a.long_interval)
     except Exception as e:
-        long_state[src] = f"lost at {time.time():.3f} (connect: {err_text(e)})"
+        st.long_state[src] = f"lost at {time.time():.3f} (connect: {err_text(e)})"
     finally:
         if writer:
             writer.close()
@@ -100,21 +165,25 @@ async def long_lived(src: str, deadline: float) -> None:
 def stopped() -> bool:
     return bool(a.stop_file) and os.path.exists(a.stop_file)
 
-async def main() -> None:
-    start = time.monotonic()
-    deadline = start + a.duration
-    sources = [f"{a.prefix}{i}" for i in range(a.first, a.last + 1)]
-    longs = [asyncio.create_task(long_lived(f"{a.prefix}{a.last + 1 + i}", deadline)) for i in range(a.long)]
+async def run(st, start: float, deadline: float) -> None:
+    sources = [f"{st.prefix}{i}" for i in range(st.first, st.last + 1)]
+    longs = [asyncio.create_task(long_lived(st, f"{st.prefix}{st.last + 1 + i}", deadline)) for i in range(st.long)]
     tasks, n = set(), 0
     while time.monotonic() < deadline and not stopped():
-        t = asyncio.create_task(request(sources[n % len(sources)]))
+        t = asyncio.create_task(request(st, sources[n % len(sources)]))
         tasks.add(t)
         t.add_done_callback(tasks.discard)
         n += 1
         # Paced by the schedule, not by the previous sleep: a slow loop catches up.
-        await asyncio.sleep(max(0.0, start + n / a.rate - time.monotonic()))
+        await asyncio.sleep(max(0.0, start + n / st.rate - time.monotonic()))
     await asyncio.gather(*tasks, *longs, return_exceptions=True)
-    rec({"k": "end", "t": round(time.time(), 3), "requests": n, "long": long_state})
+    st.rec({"k": "end", "t": round(time.time(), 3), "requests": n, "long": st.long_state})
+
+
+async def main() -> None:
+    start = time.monotonic()
+    await asyncio.gather(*(run(st, start, start + a.duration) for st in streams))
 
 asyncio.run(main())
-out.close()
+for st in streams:
+    st.file.close()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The firewall sandwich in network namespaces (addressing plan and picture: lab/README.md).
 #
-#   lab/topo.sh up [--seed] [--vip lb1|lb2|none] [--scheduler sh|mh] [--no-ipvs]
+#   lab/topo.sh up [--seed] [--vip lb1|lb2|none] [--scheduler sh|mh] [--no-ipvs] [--ipv6] [--services]
 #   lab/topo.sh down
 #
 # up builds: namespaces client ir lb1 lb2 fw1 fw2 er1 srv etcd, bridges in the current (root)
@@ -12,6 +12,14 @@
 #   --vip X      put the VIP group (192.0.2.254/24, 10.1.0.254/24) on X (default: none, or lb1 with --seed)
 #   --no-ipvs    skip everything IPVS (for hosts whose kernel has no IPVS; also LAB_NO_IPVS=1).
 #                Client traffic then ends at the LB; probes through the firewalls still work.
+#   --ipv6       dual stack (also LAB_IPV6=1): every namespace also gets the IPv6 plan of lab/README.md
+#                (2001:db8::/32 sub-blocks, `nodad`), ip6tables firewalls equal to the IPv4 ones, er1's
+#                CONNMARK/MAC marks and `ip -6 rule`/tables 101/102, IPVS service fwmark 6 -6 (tcp/80),
+#                the IPv6 VIPs 2001:db8:0:1::254/64 and 2001:db8:1::254/64 with the IPv4 ones, httpd on [::]:80.
+#   --services   more services (also LAB_SERVICES=1): tcp/443 (fwmark 3) and udp/7 (fwmark 7) marked on the
+#                LBs (for IPv6 too with --ipv6), allowed by the firewalls (NEW tcp/443, tcp/7, udp/7), httpd
+#                also on :443 and :7, a UDP echo server on :7 (lab/config.services.yaml, lab/services.sh).
+#   Without --ipv6 and --services the topology is exactly the IPv4, one-service lab.
 # down kills the processes in the namespaces and deletes them and the bridges.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -49,7 +57,8 @@ down() {
 sc() { echo "echo $2 > /proc/sys/${1//.//}"; }
 
 common() { # lines every namespace gets
-  sc net.ipv6.conf.all.disable_ipv6 1; sc net.ipv6.conf.default.disable_ipv6 1
+  if [ -n "$IPV6" ]; then sc net.ipv6.conf.all.disable_ipv6 0; sc net.ipv6.conf.default.disable_ipv6 0
+  else sc net.ipv6.conf.all.disable_ipv6 1; sc net.ipv6.conf.default.disable_ipv6 1; fi
   sc net.ipv4.conf.all.rp_filter 0; sc net.ipv4.conf.default.rp_filter 0
 }
 links_up() { # ip -batch lines: lo and the namespace's veths up
@@ -67,6 +76,7 @@ script_for() {
     lb1 | lb2) sc net.ipv4.ip_forward 1; [ -n "$NO_IPVS" ] || sc net.ipv4.vs.expire_nodest_conn 1 ;;
     ir | fw1 | fw2 | er1) sc net.ipv4.ip_forward 1 ;;
   esac
+  [ -z "$IPV6" ] || case $ns in lb1 | lb2 | ir | fw1 | fw2 | er1) sc net.ipv6.conf.all.forwarding 1 ;; esac
   case $ns in fw1 | fw2) sc net.netfilter.nf_conntrack_tcp_loose 0 ;; esac   # no mid-stream pickup: strict
   echo "ip -batch - <<'EOF'"
   links_up "$ns"
@@ -87,6 +97,7 @@ script_for() {
       echo "addr add 10.9.0.1$n/24 dev eth2"
       echo "route add default via 192.0.2.1 dev eth0"
       echo "rule add fwmark 1 lookup 100 pref 100"
+      [ -z "$SVC" ] || printf 'rule add fwmark %s lookup 100 pref 100\n' 3 7
       echo "route add local 0.0.0.0/0 dev lo table 100"
       if [ "$VIP" = "$ns" ]; then
         echo "addr add 192.0.2.254/24 dev eth0"
@@ -120,15 +131,25 @@ script_for() {
       for i in 1 2 3; do echo "addr add 10.9.0.$i/24 dev eth0"; done ;;
   esac
   echo "EOF"
-  [ "$ns" = srv ] && printf 'setsid /usr/bin/python3 %q --port 80 --ready %q > %q 2>&1 < /dev/null &\n' \
-    "$HERE/httpd.py" "$LAB_RUN/httpd.ready" "$LAB_LOGS/httpd.log"
+  [ -z "$IPV6" ] || { echo "ip -6 -batch - <<'EOF'"; v6_lines "$ns"; echo "EOF"; }
+  [ "$ns" = srv ] && printf 'setsid /usr/bin/python3 %q --port %s --ready %q%s > %q 2>&1 < /dev/null &\n' \
+    "$HERE/httpd.py" "80${SVC:+,443,7}" "$LAB_RUN/httpd.ready" "${IPV6:+ --host 0.0.0.0,::}${SVC:+ --udp-echo 7 --udp-host 198.51.100.10${IPV6:+,2001:db8:100::10}}" "$LAB_LOGS/httpd.log"
   case $ns in
     lb1 | lb2)
       echo "iptables-restore <<'EOF'"
       echo "*mangle"
       echo "-A PREROUTING -i eth0 -p tcp --dport 80 -j MARK --set-mark 1"
+      [ -z "$SVC" ] || svc_marks
       echo "COMMIT"
       echo "EOF"
+      if [ -n "$IPV6" ]; then
+        echo "ip6tables-restore <<'EOF'"
+        echo "*mangle"
+        echo "-A PREROUTING -i eth0 -p tcp --dport 80 -j MARK --set-mark 6"
+        [ -z "$SVC" ] || svc_marks
+        echo "COMMIT"
+        echo "EOF"
+      fi
       if [ -z "$NO_IPVS" ]; then
         echo "ipvsadm -R <<'EOF'"
         echo "-A -f 1 -s $SCHED"
@@ -136,6 +157,7 @@ script_for() {
           echo "-a -f 1 -r 10.1.0.11:0 -g -w 100"
           echo "-a -f 1 -r 10.1.0.12:0 -g -w 100"
         fi
+        [ -z "$IPV6$SVC" ] || ipvs_extra
         echo "EOF"
       fi ;;
     fw1 | fw2)
@@ -148,11 +170,14 @@ iptables-restore <<'END'
 -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 -A FORWARD -i eth0 -o eth1 -p tcp -m tcp --dport 80 --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate NEW -j ACCEPT
 -A FORWARD -i eth0 -o eth1 -p icmp -m icmp --icmp-type 8 -m conntrack --ctstate NEW -j ACCEPT
+EOF
+      [ -z "$SVC" ] || svc_allow
+      cat <<'EOF'
 -A FORWARD -j DROP
 COMMIT
 END
 EOF
-      ;;
+      [ -z "$IPV6" ] || fw6_rules ;;
     er1)
       cat <<'EOF'
 iptables-restore <<'END'
@@ -164,8 +189,103 @@ iptables-restore <<'END'
 COMMIT
 END
 EOF
-      ;;
+      [ -z "$IPV6" ] || er1_marks6 ;;
   esac
+}
+
+# IPv6 (--ipv6): the IPv4 plan's twin; `ip -6 -batch` lines of one namespace. nodad: usable at once.
+v6_lines() {
+  local ns=$1 i n m
+  case $ns in
+    client)
+      for ((i = CLIENT_FIRST; i <= CLIENT_LAST; i++)); do echo "addr add 2001:db8:c::$i/64 dev eth0 nodad"; done
+      echo "route add ::/0 via 2001:db8:c::1 dev eth0" ;;
+    ir)
+      echo "addr add 2001:db8:c::1/64 dev eth0 nodad"
+      echo "addr add 2001:db8:0:1::1/64 dev eth1 nodad"
+      echo "route add 2001:db8:100::/64 via 2001:db8:0:1::254 dev eth1" ;;   # the IPv6 gateway VIP
+    lb1 | lb2)
+      n=${ns#lb} m=$((${ns#lb} + 1))
+      echo "addr add 2001:db8:0:1::1$n/64 dev eth0 nodad"
+      echo "addr add 2001:db8:1::$n/64 dev eth1 nodad"
+      echo "addr add 2001:db8:1::${m}1/128 dev eth1 nodad"   # probe source via fw1 (lb1 ::21, lb2 ::31)
+      echo "addr add 2001:db8:1::${m}2/128 dev eth1 nodad"   # probe source via fw2 (lb1 ::22, lb2 ::32)
+      echo "route add ::/0 via 2001:db8:0:1::1 dev eth0"
+      for i in 6 ${SVC:+3 7}; do echo "rule add fwmark $i lookup 100 pref 100"; done
+      echo "route add local ::/0 dev lo table 100"
+      if [ "$VIP" = "$ns" ]; then
+        echo "addr add 2001:db8:0:1::254/64 dev eth0 nodad"
+        echo "addr add 2001:db8:1::254/64 dev eth1 nodad"
+      fi ;;
+    fw1 | fw2)
+      n=${ns#fw}
+      echo "addr add 2001:db8:1::1$n/64 dev eth0 nodad"
+      echo "addr add 2001:db8:2::1$n/64 dev eth1 nodad"
+      echo "route add 2001:db8:100::/64 via 2001:db8:2::1 dev eth1"
+      echo "route add 2001:db8:c::/64 via 2001:db8:1::254 dev eth0" ;;   # back through the LB pair's VIP
+    er1)
+      echo "addr add 2001:db8:2::1/64 dev eth0 nodad"
+      echo "addr add 2001:db8:2::21/128 dev eth0 nodad"   # probe source via fw1
+      echo "addr add 2001:db8:2::22/128 dev eth0 nodad"   # probe source via fw2
+      echo "addr add 2001:db8:3::1/64 dev eth1 nodad"
+      echo "route add 2001:db8:100::/64 via 2001:db8:3::2 dev eth1"
+      echo "rule add fwmark 1 iif eth1 lookup 101 pref 500"
+      echo "rule add fwmark 2 iif eth1 lookup 102 pref 500"
+      echo "route add ::/0 via 2001:db8:2::11 dev eth0 table 101"
+      echo "route add ::/0 via 2001:db8:2::12 dev eth0 table 102" ;;
+    srv)
+      echo "addr add 2001:db8:3::2/64 dev eth0 nodad"
+      echo "addr add 2001:db8:100::10/128 dev lo nodad"
+      echo "route add ::/0 via 2001:db8:3::1 dev eth0" ;;
+  esac
+  return 0
+}
+# --services: the LBs' marks for tcp/443 (3) and udp/7 (7); the same lines for iptables and ip6tables.
+svc_marks() {
+  echo "-A PREROUTING -i eth0 -p tcp --dport 443 -j MARK --set-mark 3"
+  echo "-A PREROUTING -i eth0 -p udp --dport 7 -j MARK --set-mark 7"
+}
+# --services: what the firewalls let through besides tcp/80 (ip(6)tables-restore lines, before the DROP).
+svc_allow() {
+  local p
+  for p in 443 7; do echo "-A FORWARD -i eth0 -o eth1 -p tcp -m tcp --dport $p --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate NEW -j ACCEPT"; done
+  echo "-A FORWARD -i eth0 -o eth1 -p udp -m udp --dport 7 -m conntrack --ctstate NEW -j ACCEPT"
+}
+fw6_rules() { # the IPv4 firewall's rules for IPv6 (ICMPv6 echo request instead of ICMP echo)
+  echo "ip6tables-restore <<'END'"
+  echo "*filter"
+  echo ":INPUT ACCEPT [0:0]"
+  echo ":FORWARD DROP [0:0]"
+  echo ":OUTPUT ACCEPT [0:0]"
+  echo "-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
+  echo "-A FORWARD -i eth0 -o eth1 -p tcp -m tcp --dport 80 --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate NEW -j ACCEPT"
+  echo "-A FORWARD -i eth0 -o eth1 -p ipv6-icmp -m icmp6 --icmpv6-type 128 -m conntrack --ctstate NEW -j ACCEPT"
+  [ -z "$SVC" ] || svc_allow
+  echo "-A FORWARD -j DROP"
+  echo "COMMIT"
+  echo "END"
+}
+er1_marks6() { # er1's marks for IPv6: the IPv4 lines
+  echo "ip6tables-restore <<'END'"
+  echo "*mangle"
+  echo "-A PREROUTING -j CONNMARK --restore-mark"
+  echo "-A PREROUTING -m mark --mark 0 -m mac --mac-source 02:00:00:00:f1:0e -j MARK --set-mark 1"
+  echo "-A PREROUTING -m mark --mark 0 -m mac --mac-source 02:00:00:00:f2:0e -j MARK --set-mark 2"
+  echo "-A POSTROUTING -j CONNMARK --save-mark"
+  echo "COMMIT"
+  echo "END"
+}
+# IPVS services besides fwmark 1 (ipvsadm -R lines): IPv6 tcp/80 (6); tcp/443 (3) and udp/7 (7) per family.
+ipvs_extra() {
+  local f m o marks reals
+  for f in ${SVC:+4} ${IPV6:+6}; do
+    if [ "$f" = 6 ]; then o='-6 ' marks="6 ${SVC:+3 7}" reals="[2001:db8:1::11]:0 [2001:db8:1::12]:0"
+    else o='' marks="3 7" reals="10.1.0.11:0 10.1.0.12:0"; fi
+    for m in $marks; do
+      echo "-A -f $m $o-s $SCHED"
+      [ -z "$SEED" ] || for r in $reals; do echo "-a -f $m $o-r $r -g -w 100"; done
+    done
+  done
 }
 
 up() {
@@ -216,18 +336,22 @@ up() {
   [ "$n" -eq 0 ] || exit 1
 
   wait_file "$LAB_RUN/httpd.ready" 30 || { cat "$LAB_LOGS/httpd.log" >&2; die "the HTTP server in srv did not start within 30 s"; }
-  log "topo: up in $(el "$t0" "$(now)")s (vip: ${VIP:-none}, real servers: $([ -n "$SEED" ] && echo seed || echo none)${NO_IPVS:+, no IPVS})"
+  log "topo: up in $(el "$t0" "$(now)")s (vip: ${VIP:-none}, real servers: $([ -n "$SEED" ] && echo seed || echo none)${NO_IPVS:+, no IPVS}${IPV6:+, IPv6}${SVC:+, services tcp/443 udp/7})"
 }
 
 cmd=${1:-}
 [ $# -gt 0 ] && shift
-SEED='' VIP='' NO_IPVS=${LAB_NO_IPVS:-} SCHED=sh
+SEED='' VIP='' NO_IPVS=${LAB_NO_IPVS:-} SCHED=sh IPV6=${LAB_IPV6:-} SVC=${LAB_SERVICES:-}
 [ "$NO_IPVS" = 0 ] && NO_IPVS=
+[ "$IPV6" = 0 ] && IPV6=
+[ "$SVC" = 0 ] && SVC=
 while [ $# -gt 0 ]; do
   case $1 in
     --seed) SEED=1 ;;
     --vip) [ $# -ge 2 ] || die "--vip needs lb1, lb2 or none"; VIP=$2; shift ;;
     --no-ipvs) NO_IPVS=1 ;;
+    --ipv6) IPV6=1 ;;
+    --services) SVC=1 ;;
     --scheduler) [ $# -ge 2 ] || die "--scheduler needs sh or mh"; SCHED=$2; shift ;;
     *) die "unknown option \"$1\" (see the header of lab/topo.sh)" ;;
   esac
@@ -240,5 +364,5 @@ case $VIP in lb1 | lb2) ;; none) VIP= ;; *) die "--vip must be lb1, lb2 or none,
 case $cmd in
   up) up ;;
   down) down ;;
-  *) die "usage: lab/topo.sh up [--seed] [--vip lb1|lb2|none] [--scheduler sh|mh] [--no-ipvs] | down" ;;
+  *) die "usage: lab/topo.sh up [--seed] [--vip lb1|lb2|none] [--scheduler sh|mh] [--no-ipvs] [--ipv6] [--services] | down" ;;
 esac

@@ -61,6 +61,37 @@ describe('lab/loadgen.py', () => {
     expect(recs.find((r) => r.k === 'end')!.long!['127.0.0.5']).toMatch(/^lost at .*connect/);
   }, 30_000);
 
+  it('runs extra streams in the same process: IPv6 TCP and UDP echo, each recorded with its service name in its own file', async () => {
+    const ready = join(dir, 'ready2');
+    const port2 = PORT + 1;
+    const srv2 = spawn('/usr/bin/python3', [join(LAB, 'httpd.py'), '--host', '127.0.0.1,::1', '--port', String(port2),
+      '--udp-echo', String(port2), '--udp-host', '127.0.0.1,::1', '--ready', ready], { stdio: 'ignore' });
+    try {
+      for (let i = 0; i < 100 && !existsSync(ready); i++) await new Promise((r) => setTimeout(r, 100));
+      const f = (n: string) => join(dir, `${n}.jsonl`);
+      const main = await loadgen(f('main'), ['--rate', '4', '--duration', '2', '--long', '0', '--port', String(port2),
+        '--extra', `name=web6,host=::1,port=${port2},prefix=::,first=1,last=1,rate=3,out=${f('web6')}`,
+        '--extra', `name=udp4,proto=udp,host=127.0.0.1,port=${port2},rate=4,out=${f('udp4')}`,
+        '--extra', `name=udp6,proto=udp,host=::1,port=${port2},prefix=::,first=1,last=1,rate=2,out=${f('udp6')}`]);
+      expect(main.filter((r) => r.k === 'req' && r.ok).length).toBeGreaterThanOrEqual(7);
+      const read = (n: string) => readFileSync(f(n), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Rec & { svc?: string });
+      for (const [n, min] of [['web6', 5], ['udp4', 7], ['udp6', 3]] as const) {
+        const recs = read(n);
+        const reqs = recs.filter((r) => r.k === 'req');
+        expect(reqs.length).toBeGreaterThanOrEqual(min);
+        expect(reqs.every((r) => r.ok && r.svc === n)).toBe(true);
+        expect(recs.find((r) => r.k === 'end')!.svc).toBe(n);
+      }
+    } finally {
+      srv2.kill('SIGKILL');
+    }
+  }, 30_000);
+
+  it('rejects a UDP stream with long-lived connections and an unknown key', async () => {
+    await expect(loadgen(join(dir, 'y.jsonl'), ['--extra', `name=u,proto=udp,long=1,out=${join(dir, 'u.jsonl')}`])).rejects.toThrow(/0 for udp/);
+    await expect(loadgen(join(dir, 'y.jsonl'), ['--extra', `name=u,colour=red,out=${join(dir, 'u.jsonl')}`])).rejects.toThrow(/unknown keys/);
+  });
+
   it('rejects unbounded settings', async () => {
     await expect(loadgen(join(dir, 'x.jsonl'), ['--rate', '1000'])).rejects.toThrow(/--rate/);
   });
