@@ -18,7 +18,7 @@ mark() { printf '{"t":%s,"name":"%s","detail":"%s"}\n' "$EPOCHREALTIME" "$2" "${
 ETCD_N=${LAB_ETCD_MEMBERS:-3}
 write_config() {
   mkdir -p "$LAB_RUN"
-  sed "s#lab/out/#$LAB_OUT/#g" "$LAB_REPO/lab/config.lab.yaml" > "$CFG"
+  sed "s#lab/out/#$LAB_OUT/#g" "$LAB_REPO/${LAB_CONFIG:-lab/config.lab.yaml}" > "$CFG"   # LAB_CONFIG: another lab config (lab/services.sh)
   if [ "$ETCD_N" = 1 ]; then
     sed -i 's#^  endpoints: \[http://10.9.0.1:2379, http://10.9.0.2:2379, http://10.9.0.3:2379\]#  endpoints: [http://10.9.0.1:2379]#' "$CFG"
     grep -q '^  endpoints: \[http://10.9.0.1:2379\]' "$CFG" || { echo "write_config: could not set one etcd endpoint in $CFG" >&2; return 1; }
@@ -84,7 +84,7 @@ watch_start() { # watch_start <log prefix>
   rm -f "$LAB_RUN/watch.stop"; mkdir -p "$LAB_RUN/watch"
   for n in lb1 lb2; do
     ip netns exec "$n" /usr/bin/python3 "$LAB_REPO/lab/watch.py" --name "$n" --out "$1.$n" \
-      --state "$LAB_RUN/watch/$n" --stop-file "$LAB_RUN/watch.stop" --max 14400 > "$LAB_LOGS/watch-$n.out" 2>&1 < /dev/null &
+      --state "$LAB_RUN/watch/$n" --stop-file "$LAB_RUN/watch.stop" --max 14400 ${LAB_WATCH_ARGS:-} > "$LAB_LOGS/watch-$n.out" 2>&1 < /dev/null &
   done
   # Who answers ARP for the gateway VIP, seen from the upstream router (lab/arpwatch.py): the
   # dual-VIP measurement that respects the ARP fence. Log: <prefix>.arp; state: $LAB_RUN/watch/arp.
