@@ -181,6 +181,16 @@ ph_fw1-blackhole() {
   need "er1's table 101 back via fw1 in both families" wait_until 90 "tables via fw1" tables_are fw1 > /dev/null
 }
 
+diag() { # the kernel state behind a failed check, for the logs
+  local n
+  for n in lb1 lb2; do
+    echo "== $n"; ip netns exec "$n" ipvsadm -Ln; ip -n "$n" -6 rule; ip -n "$n" -6 addr show; ip -n "$n" -6 route show table all
+    ip netns exec "$n" ip6tables -t mangle -L -v -n; ip netns exec "$n" nft list ruleset; cat "$LAB_RUN/watch/$n.svc"
+  done
+  echo "== er1"; ip -n er1 -6 rule; ip -n er1 -6 route show table all; ip netns exec er1 ip6tables -t mangle -L -v -n
+  for n in fw1 fw2; do echo "== $n"; ip netns exec "$n" ip6tables -L FORWARD -v -n; ip netns exec "$n" iptables -L FORWARD -v -n; done
+  echo "== ir"; ip -n ir -6 neigh; ip -n ir neigh
+}
 live() { # live <phase...>: the sandwich, the load and the phases in the VM; leaves the records in $S
   [ -d /proc/sys/net/ipv4/vs ] || { echo "services: no IPVS here: run me with lab/vm/run.sh lab/services.sh" >&2; exit 2; }
   rm -rf "$S" "$LAB_LOGS"; mkdir -p "$S" "$LAB_LOGS"
@@ -204,17 +214,23 @@ live() { # live <phase...>: the sandwich, the load and the phases in the VM; lea
     extra+=(--extra "name=$n,proto=$proto,host=$host,port=$port,prefix=$pre,first=$first,last=$last,rate=$rate,long=$long,out=$(rec "$n")")
   done
   loadgen_start "$(rec web)" 1200 --rate 5 --first 10 --last 34 --long 4 "${extra[@]}"
-  POLL=1 need "load flowing on every stream, long-lived connections up" wait_until 120 "load" load_up > /dev/null
+  if ! POLL=1 need "load flowing on every stream, long-lived connections up" wait_until 120 "load" load_up > /dev/null; then
+    set --   # no phase without a working baseline
+    for st in "${STREAMS[@]}"; do read -r n _ <<< "$st"; note "$n at the start: $(grep -c '"ok":true' "$(rec "$n")") ok, $(grep -c '"ok":false' "$(rec "$n")") failed, last error: $(grep -o '"err":"[^"]*' "$(rec "$n")" | tail -n 1 | cut -c8-)"; done
+  fi
   sleep 2
   phase baseline "holder $(holder)"
   sleep 6
   for ph in "$@"; do
+    # Leave time for the analysis within the VM's timeout: a phase whose waits all time out takes ~10 min.
+    if (( ${EPOCHREALTIME%.*} - ${T0%.*} > ${SERVICES_BUDGET_S:-1050} )); then problems+=("$ph: skipped (SERVICES_BUDGET_S ${SERVICES_BUDGET_S:-1050} s spent)"); continue; fi
     "ph_$ph" || true
     PH=''
     sleep 4
   done
   mark "$M" end "load stopped"
   loadgen_stop
+  ((${#problems[@]} == 0)) || diag > "$LAB_LOGS/diag.txt" 2>&1
   touch "$LAB_RUN/watch.stop"
   sleep 3
   nodes_stop_all
