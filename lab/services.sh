@@ -8,15 +8,17 @@
 # whole run (lab/loadgen.py, one process): six streams, one per service and family — web 5/s + 4
 # long-lived, web6 3/s + 4 long-lived, https, https6, echo, echo6 2/s each (UDP: one datagram and its echo).
 # Phases, in this order (default: all; name some to run fewer):
-#   prefix       a second sandwich (cluster lab2, prefix /sandwich/lab2/) in the same etcd: `sandwich drain
-#                fw1` there; this sandwich must not see it (fw1 stays in service; no lab2 key under /sandwich/lab/)
 #   https-fw1    fw1 drops only tcp/443 (IPv4 and IPv6): fw1 leaves https and https6 on both LBs, stays in
 #                web, web6, echo and echo6; er1's tables 101 stay via fw1; then repaired
 #   failover     `sandwich failover --to <other LB>` over IPv4 and IPv6: both VIPs move, the IPv6 one answered by
 #                the new holder only (lab/ndpwatch.py), ir's neighbour entry follows its unsolicited NA
 #   fw1-blackhole  fw1 drops everything (iptables and ip6tables FORWARD): out of every service on both LBs,
 #                er1's tables 101 via fw2 in both families; then repaired
+#   prefix       a second sandwich (cluster lab2, prefix /sandwich/lab2/) in the same etcd: `sandwich drain
+#                fw1` there; this sandwich must not see it (fw1 stays in service; no lab2 key under /sandwich/lab/)
 #   leader-kill  kill -9 of the VIP holder's controller: the other LB takes both VIPs; restarted as standby
+# A phase that would start after LAB_SERVICES_BUDGET_S (default 1150) seconds is skipped (and reported), so that
+# the analysis fits in the VM's timeout.
 # Dual VIP, in every phase: two LBs answering ARP for 192.0.2.254 (lab/arpwatch.py) or neighbour
 # solicitations for 2001:db8:0:1::254 (lab/ndpwatch.py) for the same request, as ir sees them: must be 0.
 # Writes $LAB_OUT/services/{results.json,summary.md} and per stream <stream>/{analysis.json,table.md,timeline.svg}.
@@ -30,7 +32,7 @@ export LAB_WATCH_ARGS="--vip6 2001:db8:0:1::254 --svc web6=6/6 --svc https=3 --s
 . "$HERE/lib.sh"
 # shellcheck source=lab/run-lib.sh
 . "$HERE/run-lib.sh"
-ALL=(prefix https-fw1 failover fw1-blackhole leader-kill)
+ALL=(https-fw1 failover fw1-blackhole prefix leader-kill)
 S=$LAB_OUT/services
 M=$S/markers.jsonl
 T0=$EPOCHREALTIME
@@ -113,6 +115,7 @@ ph_prefix() {
   sleep 15   # a drain this sandwich saw would be decided at once (watch) and applied within the reconcile interval (15 s)
   need "fw1 still in every service on both LBs (lab did not see lab2's drain)" svc_are 100 100 "${ALLSVC[@]}"
   # lab2's drain stays in etcd for the rest of the run: no later phase may see fw1 drained either.
+  sleep 1
 }
 
 ph_https-fw1() {
@@ -222,7 +225,7 @@ live() { # live <phase...>: the sandwich, the load and the phases in the VM; lea
   sleep 6
   for ph in "$@"; do
     # Leave time for the analysis within the VM's timeout: a phase whose waits all time out takes ~10 min.
-    if (( ${EPOCHREALTIME%.*} - ${T0%.*} > ${SERVICES_BUDGET_S:-1150} )); then problems+=("$ph: skipped (SERVICES_BUDGET_S ${SERVICES_BUDGET_S:-1150} s spent)"); continue; fi
+    if (( ${EPOCHREALTIME%.*} - ${T0%.*} > ${LAB_SERVICES_BUDGET_S:-1150} )); then problems+=("$ph: skipped (LAB_SERVICES_BUDGET_S ${LAB_SERVICES_BUDGET_S:-1150} s spent)"); continue; fi
     "ph_$ph" || true
     PH=''
     sleep 4
