@@ -243,7 +243,7 @@ live() { # live <phase...>: the sandwich, the load and the phases in the VM; lea
 report() { # the analysis per stream and the summary, from the files in $S (no controller, no VM needed)
   # Analysis per stream, after the controllers stopped (the VM has no CPU to spare while they run):
   # IPv4 streams against the IPv4 VIP (watch.py's "vip", arpwatch), IPv6 ones against the IPv6 VIP (ndpwatch).
-  for n in lb1 lb2; do jq -c 'if has("vip6") then .vip = .vip6 else . end' "$S/watch.$n" > "$S/watch6.$n"; done
+  for n in lb1 lb2; do jq -c 'if has("vip6") then .vip = .vip6 else . end' "$S/watch.$n" > "$S/watch6.$n" || true; done
   ev=()
   for f in "$SW_DIR"/*/events.log; do ev+=(--events "$f"); done
   echo '[]' > "$S/results.json"
@@ -256,7 +256,7 @@ report() { # the analysis per stream and the summary, from the files in $S (no c
       || problems+=("analysis of $n failed")
     jq --arg n "$n" --arg p "$proto" --arg f "$fam" --slurpfile a "$S/$n/analysis.json" \
       '. + [{stream: $n, proto: $p, family: ("IPv" + $f), requests: $a[0].requests, failed: $a[0].failed, dualVipSeconds: $a[0].dualVipSeconds,
-        long: $a[0].long, phases: $a[0].phases}]' "$S/results.json" > "$S/results.tmp" && mv "$S/results.tmp" "$S/results.json"
+        long: $a[0].long, phases: $a[0].phases}]' "$S/results.json" > "$S/results.tmp" && mv "$S/results.tmp" "$S/results.json" || true
   done
   # After the fact: dual VIP 0 in both families; the per-service fault cost nothing to the other services.
   need "no dual VIP (IPv4 ARP, IPv6 ND) in any phase" jq -e 'all(.[]; .dualVipSeconds == 0)' "$S/results.json" > /dev/null
@@ -285,7 +285,7 @@ report() { # the analysis per stream and the summary, from the files in $S (no c
     jq -r '.streams as $s | ($s[0].phases | map(.name))[] as $ph
       | [$s[] | {key: .stream, value: (.phases[] | select(.name == $ph))}] | from_entries as $p
       | "| \($ph) | " + ([("web", "web6", "https", "https6", "echo", "echo6") as $n | $p[$n] | "\(.failed) / \(.requests) (\(.recoverySeconds // "never"))"] | join(" | "))
-        + " | \($p.web.longLost + $p.web6.longLost) / \($p.web.longAlive + $p.web6.longAlive) | \($p.web.dualVipSeconds) / \($p.web6.dualVipSeconds) |"' "$S/results.json"
+        + " | \($p.web.longLost + $p.web6.longLost) / \($p.web.longAlive + $p.web6.longAlive) | \($p.web.dualVipSeconds) / \($p.web6.dualVipSeconds) |"' "$S/results.json" || true
     echo
     echo "Per stream:"
     echo
@@ -294,9 +294,9 @@ report() { # the analysis per stream and the summary, from the files in $S (no c
     jq -r '.streams as $s | [$s[] | .phases[] | .name] | unique as $names
       | ($s[0].phases | map(.name)) as $order
       | $order[] as $ph | $s[] | .stream as $n | .phases[] | select(.name == $ph)
-      | "| \($ph) | \($n) | \(.requests) | \(.failed) | \(.recoverySeconds // "never") | \(.longLost) / \(.longAlive) | \(.dualVipSeconds) | \(.vipHolderAtEnd | join(", ") | if . == "" then "none" else . end) / \(if .arpAnsweringAtEnd == null then "?" else (.arpAnsweringAtEnd | join(", ") | if . == "" then "none" else . end) end) |"' "$S/results.json"
+      | "| \($ph) | \($n) | \(.requests) | \(.failed) | \(.recoverySeconds // "never") | \(.longLost) / \(.longAlive) | \(.dualVipSeconds) | \(.vipHolderAtEnd | join(", ") | if . == "" then "none" else . end) / \(if .arpAnsweringAtEnd == null then "?" else (.arpAnsweringAtEnd | join(", ") | if . == "" then "none" else . end) end) |"' "$S/results.json" || true
     echo
-    jq -r '"**\(if .ok then "PASS" else "FAIL: " + (.problems | join("; ")) end)**", "", (.notes[] | "- " + .)' "$S/results.json"
+    jq -r '"**\(if .ok then "PASS" else "FAIL: " + (.problems | join("; ")) end)**", "", (.notes[] | "- " + .)' "$S/results.json" || true
   } > "$S/summary.md"
   say "summary:"; sed 's/^/    /' "$S/summary.md"
   say "services: $(el "$T0" "$EPOCHREALTIME")s"
