@@ -254,9 +254,9 @@ report() { # the analysis per stream and the summary, from the files in $S (no c
     /usr/bin/python3 "$HERE/analyze.py" --records "$(rec "$n")" --vip "$S/$w.lb1" --vip "$S/$w.lb2" --arp "$arp" --markers "$M" \
       "${ev[@]}" --title "services lab: $n ($proto, IPv$fam)" --json "$S/$n/analysis.json" --svg "$S/$n/timeline.svg" --md "$S/$n/table.md" > /dev/null \
       || problems+=("analysis of $n failed")
-    jq --arg n "$n" --arg p "$proto" --arg f "$fam" --slurpfile a "$S/$n/analysis.json" \
+    if jq --arg n "$n" --arg p "$proto" --arg f "$fam" --slurpfile a "$S/$n/analysis.json" \
       '. + [{stream: $n, proto: $p, family: ("IPv" + $f), requests: $a[0].requests, failed: $a[0].failed, dualVipSeconds: $a[0].dualVipSeconds,
-        long: $a[0].long, phases: $a[0].phases}]' "$S/results.json" > "$S/results.tmp" && mv "$S/results.tmp" "$S/results.json" || true
+        long: $a[0].long, phases: $a[0].phases}]' "$S/results.json" > "$S/results.tmp"; then mv "$S/results.tmp" "$S/results.json"; fi
   done
   # After the fact: dual VIP 0 in both families; the per-service fault cost nothing to the other services.
   need "no dual VIP (IPv4 ARP, IPv6 ND) in any phase" jq -e 'all(.[]; .dualVipSeconds == 0)' "$S/results.json" > /dev/null
