@@ -129,9 +129,11 @@ with open(a.out, "a", buffering=1) as out:
                 pass
             seq += 1
             next_send = max(now, next_send + a.every)
-        close_old(now)
+        # Read what arrived before closing old solicitations: after a stall of this process (a starved
+        # VM) the answers wait in the socket and must not be counted as silence.
         r, _, _ = select.select([s], [], [], max(0.0, min(next_send - time.monotonic(), 0.2)))
         if not r:
+            close_old(time.monotonic())
             continue
         while True:
             try:
@@ -150,5 +152,6 @@ with open(a.out, "a", buffering=1) as out:
                     pending[slot][2].add(name_of(src_mac))
             elif dst_ip == all_nodes:   # unsolicited: the kernel's announcement of the VIP
                 out.write(json.dumps({"k": "garp", "t": round(time.time(), 3), "node": name_of(src_mac), "mac": mac_str(src_mac), "op": "na"}) + "\n")
+        close_old(time.monotonic())
     close_old(time.monotonic() + a.settle, everything=True)
     out.write(json.dumps({"t": round(time.time(), 3), "end": True}) + "\n")

@@ -5,8 +5,8 @@
 # The dual-stack lab (lab/topo.sh up --ipv6 --services; lab/config.services.yaml): four fwmark services on
 # fw1/fw2 — web (1, IPv4 tcp/80), web6 (6, IPv6 tcp/80), https (3, IPv4+IPv6 tcp/443), echo (7, IPv4+IPv6
 # udp/7) — the IPv6 VIPs in the VIP group, IPv6 probes and egress tables. One load generator for the
-# whole run (lab/loadgen.py, one process): six streams, one per service and family — web 5/s + 4
-# long-lived, web6 3/s + 4 long-lived, https, https6, echo, echo6 2/s each (UDP: one datagram and its echo).
+# whole run (lab/loadgen.py, one process): six streams, one per service and family — web 3/s + 4
+# long-lived, web6 2/s + 4 long-lived, https, https6, echo, echo6 1/s each (UDP: one datagram and its echo).
 # Phases, in this order (default: all; name some to run fewer):
 #   https-fw1    fw1 drops only tcp/443 (IPv4 and IPv6): fw1 leaves https and https6 on both LBs, stays in
 #                web, web6, echo and echo6; er1's tables 101 stay via fw1; then repaired
@@ -46,15 +46,18 @@ note() { notes+=("${PH:+$PH: }$1"); say "  $1"; }
 took() { el "$1" "$EPOCHREALTIME"; }
 
 # Streams: name proto family host port first last rate long.
+# 9 new requests/s in all: with 16/s (5, 3, 2 x 4) the first run saturated the VM (probes "no result within
+# 1800 ms" from both LBs for both firewalls, every stream timing out for ~100 s; docs/lab-results.md).
 STREAMS=(
-  "web tcp 4 198.51.100.10 80 10 34 5 4"
-  "web6 tcp 6 2001:db8:100::10 80 10 30 3 4"
-  "https tcp 4 198.51.100.10 443 10 34 2 0"
-  "https6 tcp 6 2001:db8:100::10 443 10 34 2 0"
-  "echo udp 4 198.51.100.10 7 10 34 2 0"
-  "echo6 udp 6 2001:db8:100::10 7 10 34 2 0"
+  "web tcp 4 198.51.100.10 80 10 34 3 4"
+  "web6 tcp 6 2001:db8:100::10 80 10 30 2 4"
+  "https tcp 4 198.51.100.10 443 10 34 1 0"
+  "https6 tcp 6 2001:db8:100::10 443 10 34 1 0"
+  "echo udp 4 198.51.100.10 7 10 34 1 0"
+  "echo6 udp 6 2001:db8:100::10 7 10 34 1 0"
 )
 rec() { echo "$S/$1.jsonl"; }
+rate_of() { local st n r; for st in "${STREAMS[@]}"; do read -r n _ _ _ _ _ _ r _ <<< "$st"; [ "$n" = "$1" ] && echo "$r"; done; }
 
 # Service weights and the IPv6 VIP, from the LB watchers' second state file (lab/watch.py --svc/--vip6).
 svc_w() { local n a b; while read -r n a b; do [ "$n" = "$2" ] && { echo "$a $b"; return 0; }; done < "$LAB_RUN/watch/$1.svc" 2>/dev/null; echo "- -"; }
@@ -215,7 +218,7 @@ live() { # live <phase...>: the sandwich, the load and the phases in the VM; lea
     [ "$n" = web ] && continue
     extra+=(--extra "name=$n,proto=$proto,host=$host,port=$port,prefix=$pre,first=$first,last=$last,rate=$rate,long=$long,out=$(rec "$n")")
   done
-  loadgen_start "$(rec web)" 1200 --rate 5 --first 10 --last 34 --long 4 "${extra[@]}"
+  loadgen_start "$(rec web)" 1200 --rate 3 --first 10 --last 34 --long 4 "${extra[@]}"
   if ! POLL=1 need "load flowing on every stream, long-lived connections up" wait_until 120 "load" load_up > /dev/null; then
     set --   # no phase without a working baseline
     for st in "${STREAMS[@]}"; do read -r n _ <<< "$st"; note "$n at the start: $(grep -c '"ok":true' "$(rec "$n")") ok, $(grep -c '"ok":false' "$(rec "$n")") failed, last error: $(grep -o '"err":"[^"]*' "$(rec "$n")" | tail -n 1 | cut -c8-)"; done
@@ -259,11 +262,11 @@ report() { # the analysis per stream and the summary, from the files in $S (no c
         long: $a[0].long, phases: $a[0].phases}]' "$S/results.json" > "$S/results.tmp"; then mv "$S/results.tmp" "$S/results.json"; fi
   done
   # After the fact: dual VIP 0 in both families; the per-service fault cost nothing to the other services.
-  need "no dual VIP (IPv4 ARP, IPv6 ND) in any phase" jq -e 'all(.[]; .dualVipSeconds == 0)' "$S/results.json" > /dev/null
-  need "every stream answered in the baseline" jq -e 'all(.[]; (.phases[] | select(.name == "baseline") | .failed == 0 and .requests > 0))' "$S/results.json" > /dev/null
+  need "no dual VIP (IPv4 ARP, IPv6 ND) in any phase" jq -e 'all(.[]; .dualVipSeconds == 0)' "$S/results.json" > /dev/null || true
+  need "every stream answered in the baseline" jq -e 'all(.[]; (.phases[] | select(.name == "baseline") | .failed == 0 and .requests > 0))' "$S/results.json" > /dev/null || true
   if [[ " $* " == *" https-fw1 "* ]]; then
     need "the tcp/443 fault cost web, web6, echo, echo6 no request" \
-      jq -e '[.[] | select(.stream | test("^https") | not) | .phases[] | select(.name == "https-fw1" or .name == "https-repair") | .failed] | add == 0' "$S/results.json" > /dev/null
+      jq -e '[.[] | select(.stream | test("^https") | not) | .phases[] | select(.name == "https-fw1" or .name == "https-repair") | .failed] | add == 0' "$S/results.json" > /dev/null || true
   fi
   pj=$(printf '%s\n' "${problems[@]}" | jq -R . | jq -s 'map(select(length > 0))')
   nj=$(printf '%s\n' "${notes[@]}" | jq -R . | jq -s 'map(select(length > 0))')
@@ -272,8 +275,8 @@ report() { # the analysis per stream and the summary, from the files in $S (no c
     echo "# sandwich services + IPv6 lab — $(date -u +%Y-%m-%dT%H:%MZ), kernel $(uname -r), qemu TCG"
     echo
     echo "lab/services.sh ($*): lab/topo.sh up --ipv6 --services, lab/config.services.yaml, ${ETCD_N} etcd member(s). Load (one"
-    echo "lab/loadgen.py): web 5/s + 4 long-lived (IPv4 tcp/80), web6 3/s + 4 long-lived (IPv6 tcp/80), https / https6"
-    echo "(tcp/443) and echo / echo6 (udp/7) 2/s each; 2 s timeout. Recovery: seconds from the phase start until every new"
+    echo "lab/loadgen.py): web $(rate_of web)/s + 4 long-lived (IPv4 tcp/80), web6 $(rate_of web6)/s + 4 long-lived (IPv6 tcp/80), https / https6"
+    echo "(tcp/443) and echo / echo6 (udp/7) $(rate_of https)/s each; 2 s timeout. Recovery: seconds from the phase start until every new"
     echo "request of the stream succeeds. dual-VIP: seconds in which two LBs answered the same ARP (IPv4) or neighbour"
     echo "solicitation (IPv6) for the gateway VIP, asked every 0.2 s from ir."
     echo
