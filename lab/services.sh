@@ -137,7 +137,7 @@ ph_https-fw1() {
   sleep 3
   t=$EPOCHREALTIME; phase https-repair "fw1 forwards tcp/443 again"
   fw_undrop fw1 -p tcp --dport 443
-  d=$(wait_until 150 "fw1 back in https" svc_are 100 100 https https6) && note "fw1 back at 100 in https and https6 after ${d}s (rise 3 x 1 s, hold-down 10 s)"
+  d=$(wait_until 150 "fw1 back in https" svc_are 100 100 https https6) && note "fw1 back at 100 in https and https6 after ${d}s (path-https rise 3 x 2 s, hold-down 10 s)"
   need "fw1 back in https and https6" [ -n "$d" ]
 }
 
