@@ -83,6 +83,7 @@ watch_start() { # watch_start <log prefix>
   local n
   rm -f "$LAB_RUN/watch.stop"; mkdir -p "$LAB_RUN/watch"
   for n in lb1 lb2; do
+    # shellcheck disable=SC2086 # LAB_WATCH_ARGS: extra watch.py options, split on purpose (lab/services.sh)
     ip netns exec "$n" /usr/bin/python3 "$LAB_REPO/lab/watch.py" --name "$n" --out "$1.$n" \
       --state "$LAB_RUN/watch/$n" --stop-file "$LAB_RUN/watch.stop" --max 14400 ${LAB_WATCH_ARGS:-} > "$LAB_LOGS/watch-$n.out" 2>&1 < /dev/null &
   done
