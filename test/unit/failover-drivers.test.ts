@@ -289,6 +289,23 @@ describe('AddressesDriver', () => {
     expect((await new AddressesDriver(r).reconcile(want)).commands).toEqual([]);
     expect(writes(r)).toEqual([]);
   });
+  it('an address added by another writer between read and add ("File exists") is verified, not an error', async () => {
+    const before = fx('ip-j-addr-show-dev-v0.json');
+    const after = before.replace('"local":"10.1.0.21"', '"local":"10.1.0.22"');
+    let reads = 0;
+    const r = new FakeRunner((c) => {
+      if (c.args[0] === '-j') return reads++ === 0 ? before : after;
+      return failed('ip', c.args, 2, 'RTNETLINK answers: File exists\n');
+    });
+    const res = await new AddressesDriver(r).reconcile({ present: [{ dev: 'v0', address: '10.1.0.22/32' }], absent: [] });
+    expect(res.commands).toEqual(['ip addr add 10.1.0.22/32 dev v0']);
+    // Still missing after "File exists" (e.g. the other writer removed it again): the verify says so.
+    const gone = new FakeRunner((c) => (c.args[0] === '-j' ? before : failed('ip', c.args, 2, 'RTNETLINK answers: File exists\n')));
+    await expect(new AddressesDriver(gone).reconcile({ present: [{ dev: 'v0', address: '10.1.0.22/32' }], absent: [] })).rejects.toThrow(/10\.1\.0\.22\/32 missing/);
+    // Any other failure of the add is an error.
+    const denied = new FakeRunner((c) => (c.args[0] === '-j' ? before : failed('ip', c.args, 2, 'RTNETLINK answers: Operation not permitted\n')));
+    await expect(new AddressesDriver(denied).reconcile({ present: [{ dev: 'v0', address: '10.1.0.22/32' }], absent: [] })).rejects.toThrow(/Operation not permitted/);
+  });
   it('names a missing interface', async () => {
     const r = new FakeRunner((c) => failed('ip', c.args, 1, fx('ip-j-addr-show-dev-nosuch.stderr')));
     await expect(new AddressesDriver(r).reconcile({ present: [{ dev: 'nosuch', address: '10.0.0.1/32' }], absent: [] })).rejects.toThrow('addresses: interface nosuch does not exist');

@@ -134,6 +134,28 @@ describe('NodeController (in-memory store)', () => {
     expect(a.events.events.some((e) => e.event === 'leader' && /resigned/.test(e.reason))).toBe(true);
   });
 
+  it('switchover: a leader that resigned but whose target has not taken over yet is reported as such, not as withdrawn', async () => {
+    /** lb2's campaigns fail (its etcd calls stall, say): lb1 resigns for it, nobody leads within the wait. */
+    class NoTakeoverStore extends MemoryStore {
+      override async campaign(role: 'ingress' | 'egress', node: string): Promise<Leadership | null> {
+        return node === 'lb2' ? null : super.campaign(role, node);
+      }
+    }
+    const store = new NoTakeoverStore();
+    const a = makeNode(store, 'lb1');
+    const b = makeNode(store, 'lb2');
+    running.push(a.node, b.node);
+    await a.node.start();
+    await until(() => a.actuator.last()?.holdsVips === true);
+    await b.node.start();
+    for (const fw of ['fw1', 'fw2']) b.prober().report(fw, 'path-http', 'up');
+    let seen = false;
+    const poll = setInterval(() => void store.listObservations().then((o) => (seen = o.some((x) => x.node === 'lb2'))), 20);
+    await until(() => seen).finally(() => clearInterval(poll));
+    await expect(requestSwitchover(config(), store, 'ingress', 'lb2', 'test', 1000)).rejects.toThrow(/lb1 released ingress leadership, but no new leader within 1000 ms; the takeover continues/);
+    expect(a.node.isLeader).toBe(false);
+  });
+
   it('a leader-key event that arrives while a tick runs is not dropped: the target campaigns again at once', async () => {
     /** The target's failed campaign returns late, so the old leader resigns while the target is still ticking. */
     class SlowCampaignStore extends MemoryStore {
