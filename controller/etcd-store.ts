@@ -732,6 +732,26 @@ export class EtcdStore implements CoordinationStore {
     }
   }
 
+  /** Observation key → "state since" last seen by the watch. */
+  private readonly observationSeen = new Map<string, string>();
+
+  private observationChanged(put: boolean, key: string, value: Buffer): boolean {
+    if (!put) {
+      this.observationSeen.delete(key);
+      return true;
+    }
+    let sig: string;
+    try {
+      const v = JSON.parse(value.toString('utf8')) as { state?: unknown; since?: unknown };
+      sig = `${String(v.state)} ${String(v.since)}`;
+    } catch {
+      return true; // the reader reports the bad value
+    }
+    if (this.observationSeen.get(key) === sig) return false;
+    this.observationSeen.set(key, sig);
+    return true;
+  }
+
   private onWatchData(res: IWatchResponse): void {
     const kinds = new Set<StoreEvent>();
     const seen = performance.now();
@@ -739,6 +759,9 @@ export class EtcdStore implements CoordinationStore {
       const rel = ev.kv.key.toString('utf8').slice(this.prefix.length);
       const [segment, role] = rel.split('/');
       const kind = EVENT_OF_SEGMENT[segment ?? ''];
+      // A refresh (same state, same since: only updatedAt, streak, rtt moved) changes no decision:
+      // not an event. Staleness is the periodic decide tick's business.
+      if (kind === 'observations' && !this.observationChanged(ev.type === 'Put', rel, ev.kv.value)) continue;
       if (kind) kinds.add(kind);
       // Fast profile: a watch event comes after the commit, so it may start the takeover clock of a new
       // leader revision (and a standby need not campaign on every renewal to see it).

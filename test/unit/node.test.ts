@@ -156,6 +156,36 @@ describe('NodeController (in-memory store)', () => {
     expect(a.node.isLeader).toBe(false);
   });
 
+  it('observation events: a burst costs about one decide pass per 100 ms, and the change at its end is decided', async () => {
+    class CountingStore extends MemoryStore {
+      passes = 0;
+      override async listObservations() {
+        this.passes++;
+        return super.listObservations();
+      }
+    }
+    const store = new CountingStore();
+    const slowTicks = parseConfig(yaml.replace('decideIntervalMs: 50', 'decideIntervalMs: 10000'));
+    const a = makeNode(store, 'lb1', { config: slowTicks });
+    running.push(a.node);
+    await a.node.start();
+    for (const fw of ['fw1', 'fw2']) a.prober().report(fw, 'path-http', 'up');
+    await until(() => a.actuator.last()?.desired?.firewalls.fw1?.state === 'up');
+    store.passes = 0;
+    const t0 = performance.now();
+    const o = a.prober().snapshot().find((x) => x.firewall === 'fw2')!;
+    for (let i = 1; i <= 100; i++) {
+      await store.putObservation({ ...o, node: 'lb2', updatedAt: o.updatedAt + i });
+      await wait(2);
+    }
+    a.prober().report('fw1', 'path-http', 'down');
+    await until(() => a.actuator.last()?.desired?.firewalls.fw1?.state === 'down', 1000);
+    const ms = performance.now() - t0;
+    // One pass per event would be ~100 (the in-memory store answers at once).
+    expect(store.passes).toBeGreaterThan(0);
+    expect(store.passes).toBeLessThanOrEqual(Math.ceil(ms / 100) + 2);
+  });
+
   it('a leader-key event that arrives while a tick runs is not dropped: the target campaigns again at once', async () => {
     /** The target's failed campaign returns late, so the old leader resigns while the target is still ticking. */
     class SlowCampaignStore extends MemoryStore {
