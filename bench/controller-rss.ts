@@ -27,6 +27,7 @@ import { stringify } from 'yaml';
 import { readEvents, type SandwichEvent } from '../controller/events';
 import { ExecRunner } from '../failover/runner';
 import { EtcdCluster } from '../test/integration/etcd-cluster';
+import { arg, strArg } from './args';
 import { createTargets, deleteTargets, fwLegAddress, proberSource, targetNames, TARGETS, type TargetNames } from './probe-targets';
 
 const ROOT = join(__dirname, '..', '..');
@@ -149,25 +150,12 @@ function cpuMsOf(pid: number): number {
 }
 
 /** `--trace-gc` lines of full GCs: "[pid:0x…]   51234 ms: Mark-Compact 105.2 (129.3) -> 40.1 (120.0) MB, …". */
-export function parseMarkCompacts(log: string): InsideResult['markCompacts'] {
+function parseMarkCompacts(log: string): InsideResult['markCompacts'] {
   const out: InsideResult['markCompacts'] = [];
   for (const m of log.matchAll(/^\[\d+:0x[0-9a-f]+\]\s+(\d+) ms: Mark-Compact(?: \(reduce\))? ([\d.]+) \(([\d.]+)\) -> ([\d.]+) \(([\d.]+)\) MB/gm)) {
     out.push({ t: Number(m[1]) / 1000, before: Number(m[2]), after: Number(m[4]), committed: Number(m[5]) });
   }
   return out;
-}
-
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} needs a positive number, not "${process.argv[i + 1] ?? ''}"`);
-  return v;
-}
-
-function strArg(name: string): string | null {
-  const i = process.argv.indexOf(`--${name}`);
-  return i < 0 ? null : (process.argv[i + 1] ?? null);
 }
 
 // --- the controller's config and metrics --------------------------------------------------------

@@ -20,6 +20,7 @@ import type { ProbeJob } from '../checks/jobs';
 import { probeFactory, type IcmpEngine, type ProbeFactory, type ProbeFn } from '../checks/probes';
 import type { CheckConfig } from '../controller/config';
 import { ExecRunner } from '../failover/runner';
+import { arg } from './args';
 import { createTargets, deleteTargets, targetNames } from './probe-targets';
 
 const TICK_MS = 10; // getconf CLK_TCK = 100 on Debian
@@ -187,14 +188,6 @@ const exec = new ExecRunner(30_000);
 const names = (firewalls: number) => targetNames(`pe${process.pid}`, firewalls);
 
 // --- main ----------------------------------------------------------------------------------------
-
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} needs a positive number, not "${process.argv[i + 1] ?? ''}"`);
-  return v;
-}
 
 const f = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : '–');
 
