@@ -57,6 +57,18 @@ describe('NodeController (in-memory store)', () => {
     for (const n of running.splice(0)) await n.stop('test over');
   });
 
+  /** lb1 leading with the VIPs, lb2 running with healthy probes: a switchover target. */
+  async function leaderAndTarget(store: MemoryStore) {
+    const a = makeNode(store, 'lb1');
+    const b = makeNode(store, 'lb2');
+    running.push(a.node, b.node);
+    await a.node.start();
+    await until(() => a.actuator.last()?.holdsVips === true);
+    await b.node.start();
+    for (const fw of ['fw1', 'fw2']) b.prober().report(fw, 'path-http', 'up');
+    return { a, b };
+  }
+
   it('standalone: becomes leader, writes a desired state, holds the VIPs', async () => {
     const store = new MemoryStore();
     const { node, events, actuator } = makeNode(store, 'lb1');
@@ -142,13 +154,7 @@ describe('NodeController (in-memory store)', () => {
       }
     }
     const store = new NoTakeoverStore();
-    const a = makeNode(store, 'lb1');
-    const b = makeNode(store, 'lb2');
-    running.push(a.node, b.node);
-    await a.node.start();
-    await until(() => a.actuator.last()?.holdsVips === true);
-    await b.node.start();
-    for (const fw of ['fw1', 'fw2']) b.prober().report(fw, 'path-http', 'up');
+    const { a } = await leaderAndTarget(store);
     let seen = false;
     const poll = setInterval(() => void store.listObservations().then((o) => (seen = o.some((x) => x.node === 'lb2'))), 20);
     await until(() => seen).finally(() => clearInterval(poll));
@@ -266,13 +272,7 @@ describe('NodeController (in-memory store)', () => {
     // The CLI withdraws its request when leadership has not moved within its wait; a slow leader may
     // have read it just before. Once it resigns for the switchover, the target must get its turn.
     const store = new MemoryStore();
-    const a = makeNode(store, 'lb1');
-    const b = makeNode(store, 'lb2');
-    running.push(a.node, b.node);
-    await a.node.start();
-    await until(() => a.actuator.last()?.holdsVips === true);
-    await b.node.start();
-    for (const fw of ['fw1', 'fw2']) b.prober().report(fw, 'path-http', 'up');
+    const { a, b } = await leaderAndTarget(store);
     const resign = store.resign.bind(store);
     store.resign = async (l) => {
       await store.deleteSwitchover('ingress');   // the CLI's withdrawal, between the leader's read and its resignation
