@@ -311,13 +311,18 @@ export class NodeController {
     }
   }
 
+  /** The VIP groups this node's role moves with its leadership (none on an egress node, usually). */
+  private leaderVipGroups() {
+    return this.config.vipGroups.filter((g) => g.role === this.role && g.mode === 'leader');
+  }
+
   /** After a pass that wanted the VIPs held (or not): undo if leadership lapsed meanwhile, else record and announce. */
   private async afterVipStep(wantVips: boolean, lapsed: string): Promise<void> {
     if (wantVips && !this.canAnnounce()) {
       await this.dropVips(lapsed);
     } else if (wantVips !== this.holdsVips) {
       this.holdsVips = wantVips;
-      const groups = this.config.vipGroups.filter((g) => g.role === this.role && g.mode === 'leader');
+      const groups = this.leaderVipGroups();
       if (wantVips && groups.length > 0) this.emit({ event: 'vip', node: this.self.name, reason: `holding VIP group${groups.map((g) => ` ${g.name}`).join(',')}; gratuitous ARP sent` });
     }
   }
@@ -389,7 +394,7 @@ export class NodeController {
     this.holdsVips = false;
     try {
       await this.deps.actuator.releaseVips();
-      if (held) this.emit({ event: 'vip', node: this.self.name, reason: `released VIP group: ${why}` });
+      if (held && this.leaderVipGroups().length > 0) this.emit({ event: 'vip', node: this.self.name, reason: `released VIP group: ${why}` });
     } catch (e) {
       this.error('release VIPs', e);
     }

@@ -127,6 +127,27 @@ describe('NodeController (in-memory store)', () => {
     expect(node.canAnnounce()).toBe(false);
   });
 
+  it('an egress leader that loses its leadership logs no "released VIP group" (it has none); an ingress leader does', async () => {
+    const store = new MemoryStore();
+    let validUntil = Number.POSITIVE_INFINITY;
+    const campaign = store.campaign.bind(store);
+    store.campaign = async (role, n) => {
+      const l = await campaign(role, n);
+      return l && ({ ...l, validUntil: () => validUntil } as Leadership);
+    };
+    const lb = makeNode(store, 'lb1');
+    const er = makeNode(store, 'er1');
+    running.push(lb.node, er.node);
+    await lb.node.start();
+    await er.node.start();
+    await until(() => lb.node.isLeader && er.node.isLeader && lb.actuator.last()?.holdsVips === true);
+    validUntil = performance.now() - 1;
+    const lost = (n: typeof lb) => n.events.events.some((e) => e.event === 'leader' && /validity expired/.test(e.reason));
+    await until(() => lost(lb) && lost(er), 1000);
+    await until(() => lb.events.events.some((e) => e.event === 'vip' && /^released VIP group/.test(e.reason)), 1000);
+    expect(er.events.events.filter((e) => e.event === 'vip')).toEqual([]);
+  });
+
   it('manual switchover moves leadership to a healthy target, and refuses an unhealthy one', async () => {
     const store = new MemoryStore();
     const a = makeNode(store, 'lb1');
