@@ -304,15 +304,15 @@ export class EtcdStore implements CoordinationStore {
     if (this.closed) throw new StoreError(`etcd ${what}: store is closed`);
     const ms = timeoutMs;
     let timer: NodeJS.Timeout | undefined;
-    const late = new StoreError(`etcd ${what}: no answer within ${ms} ms`);
+    let late: StoreError | null = null; // made only when needed: an Error's stack costs on every call
     const backstop = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(late), ms + 50);
+      timer = setTimeout(() => reject((late = new StoreError(`etcd ${what}: no answer within ${ms} ms`))), ms + 50);
     });
     const deadline = Date.now() + ms;
     try {
       return await Promise.race([callDeadline.run(deadline, () => fn()), backstop]);
     } catch (e) {
-      if (e === late) throw e;
+      if (late !== null && e === late) throw e;
       throw new StoreError(`etcd ${what}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
     } finally {
       clearTimeout(timer);
