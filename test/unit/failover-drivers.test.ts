@@ -153,6 +153,18 @@ describe('IpvsDriver', () => {
     expect(st.order.get('-f 1')).toEqual(['10.1.0.11', '10.1.0.13', '10.1.0.12']);
   });
 
+  it('reads /proc/net/ip_vs without an exec when the runner can read files; a failed read names the file', async () => {
+    const r = new FakeRunner(() => fx('ipvsadm-Sn-readd.txt'));
+    const read: string[] = [];
+    const direct = Object.assign(r, { readFile: async (path: string) => (read.push(path), fx('proc-ip_vs-readd.txt')) });
+    const st = await readIpvs(direct);
+    expect(st.order.get('-f 1')).toEqual(['10.1.0.11', '10.1.0.13', '10.1.0.12']);
+    expect(read).toEqual(['/proc/net/ip_vs']);
+    expect(r.calls.map((c) => c.file)).toEqual(['ipvsadm']);
+    const broken = Object.assign(new FakeRunner(() => fx('ipvsadm-Sn-readd.txt')), { readFile: async () => Promise.reject(new Error('EACCES: permission denied')) });
+    await expect(readIpvs(broken)).rejects.toThrow(/cat \/proc\/net\/ip_vs: EACCES/);
+  });
+
   it('fails verification when ipvsadm -R exits 0 but a line did not apply (as the real one does)', async () => {
     const k = new FakeIpvs();
     k.apply('-A -f 1 -s sh -b sh-fallback');
