@@ -1,7 +1,8 @@
 """Established connections kept across a firewall failure (lab/statesync.sh).
 
   statesync.py variant --name N --records requests.jsonl --ipvs-conn before.txt --fw1 10.1.0.11
-                       --fault T --acted T [--sync 0|1] [--repoint 0|1] [--extra JSON] --out variant.json
+                       --fault T --acted T [--sync 0|1] [--repoint 0|1] [--fw2-conntrack before.txt]
+                       [--extra JSON] --out variant.json
   statesync.py summary --out-dir DIR --goal 0.99 --goal-variant sync-repoint  (reads DIR/*/variant.json)
 
 variant: a long-lived connection is *established* if one of its requests completed before the fault
@@ -10,7 +11,8 @@ controller had acted (--acted: fw1 out of IPVS on both LBs and, when re-pointing
 101 via fw2). "On fw1": the VIP holder's IPVS connection table (/proc/net/ip_vs_conn, taken just
 before the fault) sends it to fw1's ingress address — the connections the fault hits. New
 requests: failed ones started after the fault, and the time from the fault to the start of the
-first request after the last failure.
+first request after the last failure. --fw2-conntrack (`conntrack -L` in fw2 just before the fault):
+how many of the connections on fw1 fw2 already knew as ESTABLISHED (the sync's work).
 summary: results.json and summary.md in --out-dir; exit status 1 if --goal-variant kept fewer
 than --goal of its established connections (or has none).
 """
@@ -18,6 +20,7 @@ import argparse
 import glob
 import json
 import os
+import re
 import sys
 
 
@@ -35,6 +38,17 @@ def ipvs_dests(path: str) -> dict:
             if len(p) < 8 or p[0] != "TCP":
                 continue
             out[(hex_ip(p[1]), int(p[2], 16))] = hex_ip(p[5])
+    return out
+
+
+def established_in(path: str) -> set:
+    """(client address, client port) of the ESTABLISHED TCP entries in a `conntrack -L` dump."""
+    out = set()
+    with open(path) as f:
+        for line in f:
+            m = re.search(r"ESTABLISHED src=(\S+) dst=\S+ sport=(\d+) ", line)
+            if m:
+                out.add((m.group(1), int(m.group(2))))
     return out
 
 
@@ -88,6 +102,9 @@ def variant(a) -> None:
         # The slowest kept connection on fw1: fault -> completion of its first request started after the controller acted.
         "keptOnFw1LastAnswerSeconds": round(max(est[k]["okAfter"] for k in kept & on_fw1) - a.fault, 2) if kept & on_fw1 else None,
     }
+    if a.fw2_conntrack:
+        known = established_in(a.fw2_conntrack)
+        res["onFw1KnownToFw2"] = sum(1 for k in on_fw1 if (k.split("#")[0], est[k]["port"]) in known)
     if a.extra:
         res.update(json.loads(a.extra))
     with open(a.out, "w") as f:
@@ -109,15 +126,16 @@ def summary(a) -> None:
     with open(os.path.join(a.out_dir, "results.json"), "w") as f:
         json.dump({"goal": a.goal, "goalVariant": a.goal_variant, "pass": ok, "variants": rows}, f, indent=1)
     lines = [
-        "| variant | conntrackd sync | er1 table 101 re-pointed | established kept | of those on fw1 | lost / stalled | new requests failed | until every new request succeeds | fw1 out of IPVS (+ table re-pointed) | states on fw2 before the fault |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| variant | conntrackd sync | er1 table 101 re-pointed | established kept | of those on fw1 | lost / stalled | new requests failed | until every new request succeeds | controller done after the fault | fw1's connections known to fw2 before the fault | slowest kept fw1 connection answered |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
             f'| {r["name"]} | {"yes" if r["sync"] else "no"} | {"yes" if r["repoint"] else "no (er1 controller stopped)"} '
             f'| {pct(r["kept"], r["established"])} | {pct(r["keptOnFw1"], r["onFw1"])} | {r["lost"]} / {r["stalled"]} '
             f'| {r["newFailed"]} / {r["newRequests"]} | {r["newHealSeconds"] if r["newHealSeconds"] is not None else "never"} s '
-            f'| {r["actedSeconds"]} s | {r.get("fw2States", "?")} |')
+            f'| {r["actedSeconds"]} s | {r.get("onFw1KnownToFw2", "?")} / {r["onFw1"]} '
+            f'| {str(r["keptOnFw1LastAnswerSeconds"]) + " s" if r["keptOnFw1LastAnswerSeconds"] is not None else "-"} |')
     verdict = "PASS" if ok else "FAIL"
     head = f"State-synced firewalls: {verdict} (goal: {a.goal_variant} keeps >= {100 * a.goal:.0f} % of the established connections)\n\n"
     with open(os.path.join(a.out_dir, "summary.md"), "w") as f:
@@ -137,6 +155,7 @@ v.add_argument("--fault", type=float, required=True)
 v.add_argument("--acted", type=float, required=True)
 v.add_argument("--sync", type=int, default=1)
 v.add_argument("--repoint", type=int, default=1)
+v.add_argument("--fw2-conntrack", help="`conntrack -L` of fw2 just before the fault")
 v.add_argument("--extra", help="JSON object merged into the result")
 v.add_argument("--out", required=True)
 s = sub.add_parser("summary")

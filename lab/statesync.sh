@@ -5,10 +5,12 @@
 # member unless LAB_ETCD_MEMBERS says otherwise), conntrackd in fw1 and fw2 (lab/conntrackd/: FT-FW
 # over UDP on brsync, states injected straight into the other firewall's kernel table), then per
 # variant: SS_LONG_SRC x SS_LONG_PER_SRC long-lived keep-alive connections (default 20 x 12 = 240,
-# one request per SS_LONG_INTERVAL s each, requests may wait SS_LONG_TIMEOUT s, i.e. ride out the
-# failover on TCP retransmissions) + SS_RATE new requests/s -> fw1 black-holed (FORWARD DROP) ->
-# wait until fw1 is out of IPVS on both LBs (and er1's table 101 via fw2 when re-pointing) ->
-# SS_AFTER_S more seconds of load -> measure (lab/statesync.py) -> repair, back to normal.
+# one request per SS_LONG_INTERVAL s each; a request may wait SS_LONG_TIMEOUT s, default 300, so it
+# rides out the failover on TCP retransmissions, whose back-off reaches 120 s) + SS_RATE new
+# requests/s -> fw1 black-holed (FORWARD DROP) -> wait until fw1 is out of IPVS on both LBs (and
+# er1's table 101 via fw2 when re-pointing) -> load until every established connection has answered
+# a request started after that, at most SS_AFTER_S s (default 135) -> measure (lab/statesync.py)
+# -> repair, back to normal.
 # Variants:
 #   sync-repoint     conntrackd on; the controllers as configured: fw1's IPVS real server removed
 #                    (its connections rescheduled to fw2 at their next packet: expire_nodest_conn,
@@ -19,8 +21,8 @@
 #                    it leaves the data path as it is): table 101 stays via fw1, as with the seed's
 #                    egress router and no controller; the LBs still move the flows to fw2.
 # Writes $LAB_OUT/statesync/{results.json,summary.md} and per variant <name>/{requests.jsonl,
-# markers.jsonl,ipvs-conn-before.txt,variant.json}. Exit status 1 if sync-repoint (when run) misses the
-# goal or a variant's set-up fails, 2 for usage errors.
+# markers.jsonl,ipvs-conn-before.txt,fw2-conntrack-before.txt,variant.json}. Exit status 1 if
+# sync-repoint (when run) misses the goal or a variant's set-up fails, 2 for usage errors.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export LAB_SYNC_LINK=1                                  # topo.sh: brsync, fw1/fw2 eth2
@@ -42,7 +44,7 @@ done
 command -v conntrackd > /dev/null || { echo "statesync: conntrackd missing (apt-get install conntrackd; scripts/setup)" >&2; exit 2; }
 
 LONG_SRC=${SS_LONG_SRC:-20} LONG_PER_SRC=${SS_LONG_PER_SRC:-12} LONG_INTERVAL=${SS_LONG_INTERVAL:-8}
-LONG_TIMEOUT=${SS_LONG_TIMEOUT:-90} RATE=${SS_RATE:-2} AFTER_S=${SS_AFTER_S:-60} GOAL=${SS_GOAL:-0.99}
+LONG_TIMEOUT=${SS_LONG_TIMEOUT:-300} RATE=${SS_RATE:-2} AFTER_S=${SS_AFTER_S:-135} GOAL=${SS_GOAL:-0.99}
 LONG_N=$((LONG_SRC * LONG_PER_SRC))
 # New requests from 203.0.113.10-19, long-lived ones from .20 on (sh spreads the sources over fw1 and fw2).
 [ $((20 + LONG_SRC - 1)) -le 40 ] || { echo "statesync: SS_LONG_SRC must be <= 21 (client addresses .20-.40)" >&2; exit 2; }
@@ -107,14 +109,15 @@ run_variant() {
   if [ "$repoint" = 1 ] && ! node_alive er1; then
     node_start er1; wait_until 300 "er1 back, normal" normal > /dev/null || { failed_setup+=("$name: er1 did not come back"); return 1; }
   fi
-  loadgen_start "$rec" $((LONG_INTERVAL * 3 + 300 + AFTER_S)) --rate "$RATE" --first 10 --last 19 --timeout 3 \
+  loadgen_start "$rec" $((LONG_INTERVAL * 3 + 600 + AFTER_S)) --rate "$RATE" --first 10 --last 19 --timeout 3 \
     --long "$LONG_SRC" --long-per-src "$LONG_PER_SRC" --long-interval "$LONG_INTERVAL" --long-ramp "$LONG_INTERVAL" --long-timeout "$LONG_TIMEOUT"
   s=$(POLL=2 wait_until 240 "all $LONG_N long-lived connections answered" loadgen_long_up "$rec" "$LONG_N") \
     || { failed_setup+=("$name: long-lived connections did not open"); loadgen_stop; return 1; }
   say "$LONG_N long-lived connections open (${s}s)"
   sleep "$LONG_INTERVAL"   # every connection has completed a request, its state synced
-  fw1_before=$(established fw1); fw2_before=$(established fw2)
+  ip netns exec fw2 conntrack -L -p tcp --dport 80 > "$d/fw2-conntrack-before.txt" 2>/dev/null || true
   ip netns exec lb1 cat /proc/net/ip_vs_conn > "$d/ipvs-conn-before.txt"
+  fw1_before=$(established fw1); fw2_before=$(grep -c 'ESTABLISHED.*dst=198.51.100.10' "$d/fw2-conntrack-before.txt" || true)
   say "ESTABLISHED flows to the server: fw1 $fw1_before, fw2 $fw2_before; lb1 directs $(grep -c '0A01000B' "$d/ipvs-conn-before.txt" || true) to fw1, $(grep -c '0A01000C' "$d/ipvs-conn-before.txt" || true) to fw2"
   t_fault=$EPOCHREALTIME; mark "$d/markers.jsonl" "phase:$name" "fw1 black-holed"; fw_blackhole fw1
   s=$(wait_until 180 "fw1 out of IPVS on both LBs" eval 'weights_are lb1 - 100 && weights_are lb2 - 100') \
@@ -125,12 +128,19 @@ run_variant() {
     say "er1 table 101 via fw2 after $(el "$t_fault" "$EPOCHREALTIME")s"
   fi
   t_acted=$EPOCHREALTIME; mark "$d/markers.jsonl" "acted" "controller done"
-  say "load for ${AFTER_S}s more"
-  sleep "$AFTER_S"
+  measure() {
+    /usr/bin/python3 "$LAB_REPO/lab/statesync.py" variant --name "$name" --records "$rec" --ipvs-conn "$d/ipvs-conn-before.txt" \
+      --fw1 10.1.0.11 --fault "$t_fault" --acted "$t_acted" --sync "$sync" --repoint "$repoint" \
+      --fw2-conntrack "$d/fw2-conntrack-before.txt" --extra "{\"fw1States\": $fw1_before, \"fw2States\": $fw2_before}" --out "$d/variant.json" > /dev/null
+  }
+  say "load until every established connection has answered again (at most ${AFTER_S}s)"
+  while :; do
+    sleep 10
+    measure && grep -q '"stalled": 0,' "$d/variant.json" && break
+    (( ${EPOCHREALTIME%.*} - ${t_acted%.*} < AFTER_S )) || break
+  done
   loadgen_stop; mark "$d/markers.jsonl" "end" ""
-  /usr/bin/python3 "$LAB_REPO/lab/statesync.py" variant --name "$name" --records "$rec" --ipvs-conn "$d/ipvs-conn-before.txt" \
-    --fw1 10.1.0.11 --fault "$t_fault" --acted "$t_acted" --sync "$sync" --repoint "$repoint" \
-    --extra "{\"fw1States\": $fw1_before, \"fw2States\": $fw2_before}" --out "$d/variant.json" > /dev/null
+  measure
   say "$(/usr/bin/python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("kept %(kept)d / %(established)d established (on fw1: %(keptOnFw1)d / %(onFw1)d), lost %(lost)d, stalled %(stalled)d; new requests failed %(newFailed)d / %(newRequests)d, heal %(newHealSeconds)s s" % r)' "$d/variant.json")"
   say "repair: fw1 forwards again"
   fw_unblackhole fw1

@@ -21,6 +21,12 @@ const IPVS_CONN = [
   'TCP CB007114 9C44 C633640A 0050 0A01000B 0050 ESTABLISHED     899', // 203.0.113.20:40004 -> fw1
 ].join('\n');
 
+// `conntrack -L -p tcp --dport 80` in fw2: it knows 203.0.113.20:40001 (synced) and 40002 only as TIME_WAIT.
+const FW2_CONNTRACK = [
+  'tcp      6 431990 ESTABLISHED src=203.0.113.20 dst=198.51.100.10 sport=40001 dport=80 src=198.51.100.10 dst=203.0.113.20 sport=80 dport=40001 [ASSURED] mark=0 use=1',
+  'tcp      6 100 TIME_WAIT src=203.0.113.20 dst=198.51.100.10 sport=40002 dport=80 src=198.51.100.10 dst=203.0.113.20 sport=80 dport=40002 [ASSURED] mark=0 use=1',
+  'tcp      6 431990 ESTABLISHED src=203.0.113.21 dst=198.51.100.10 sport=40003 dport=80 src=198.51.100.10 dst=203.0.113.21 sport=80 dport=40003 [ASSURED] mark=0 use=1',
+].join('\n');
 const long = (src: string, port: number, t: number, ok: boolean, ms = 10, err: string | null = null) => ({ k: 'long', t, src, port, ok, ms, err, seq: 0 });
 const req = (t: number, ok: boolean) => ({ k: 'req', t, src: '203.0.113.10', ok, ms: 5, err: ok ? null : 'timeout' });
 
@@ -33,8 +39,9 @@ function variant(name: string, recs: object[], extra: string[] = []) {
   mkdirSync(d, { recursive: true });
   writeFileSync(join(d, 'requests.jsonl'), recs.map((r) => JSON.stringify(r)).join('\n') + '\n{"k":"lo');   // a cut last line
   writeFileSync(join(d, 'ipvs.txt'), IPVS_CONN);
+  writeFileSync(join(d, 'fw2.txt'), FW2_CONNTRACK);
   const r = py(['variant', '--name', name, '--records', join(d, 'requests.jsonl'), '--ipvs-conn', join(d, 'ipvs.txt'), '--fw1', '10.1.0.11',
-    '--fault', String(T), '--acted', String(ACTED), '--out', join(d, 'variant.json'), ...extra]);
+    '--fault', String(T), '--acted', String(ACTED), '--fw2-conntrack', join(d, 'fw2.txt'), '--out', join(d, 'variant.json'), ...extra]);
   expect(r.stderr).toBe('');
   expect(r.status).toBe(0);
   return JSON.parse(readFileSync(join(d, 'variant.json'), 'utf8')) as Record<string, unknown>;
@@ -53,7 +60,7 @@ describe('lab/statesync.py', () => {
     expect(res).toMatchObject({
       name: 'mixed', established: 4, onFw1: 3, unknownDest: 0, kept: 2, keptOnFw1: 1, lost: 1, stalled: 1,
       lostErrors: { timeout: 1 }, keptRatio: 0.5, keptOnFw1Ratio: 0.3333, newRequests: 5, newFailed: 2, newHealSeconds: 3.5,
-      actedSeconds: 12, keptOnFw1LastAnswerSeconds: 20.01, fw2States: 3,
+      actedSeconds: 12, keptOnFw1LastAnswerSeconds: 20.01, onFw1KnownToFw2: 1, fw2States: 3,
     });
   });
 
@@ -65,7 +72,7 @@ describe('lab/statesync.py', () => {
     const r1 = py(['summary', '--out-dir', out, '--goal', '0.99', '--goal-variant', 'sync-repoint']);
     expect(r1.status).toBe(0);
     expect(r1.stdout).toMatch(/State-synced firewalls: PASS/);
-    expect(readFileSync(join(out, 'summary.md'), 'utf8')).toMatch(/\| sync-repoint \| yes \| yes \| 2 \/ 2 \(100\.0 %\) \| 1 \/ 1 \(100\.0 %\)/);
+    expect(readFileSync(join(out, 'summary.md'), 'utf8')).toMatch(/\| sync-repoint \| yes \| yes \| 2 \/ 2 \(100\.0 %\) \| 1 \/ 1 \(100\.0 %\) \| 0 \/ 0 \| 0 \/ 0 \| 0\.0 s \| 12\.0 s \| 1 \/ 1 \| 15\.01 s \|/);
     const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { pass: boolean; variants: { name: string }[] };
     expect(results.pass).toBe(true);
     expect(results.variants.map((v) => v.name).sort()).toEqual(['mixed', 'sync-repoint']);
