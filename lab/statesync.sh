@@ -53,12 +53,18 @@ S=$LAB_OUT/statesync
 rm -rf "$S" "$LAB_LOGS"; mkdir -p "$S" "$LAB_LOGS"
 trap 'loadgen_stop 2>/dev/null || true; ctd_stop 2>/dev/null || true; lab_down > /dev/null 2>&1 || true' EXIT
 
-# The lab config with downAction remove (quiesce keeps fw1's IPVS connections bound to it).
+# The lab config with downAction remove (quiesce keeps fw1's IPVS connections bound to it), and
+# with SS_FLUSH=0 egress.flushConntrack: false (default: the product's default, true).
+FLUSH=${SS_FLUSH:-1}
 eval "lab_write_config() $(declare -f write_config | tail -n +2)"
 write_config() {
   lab_write_config || return 1
   sed -i 's/^  downAction: quiesce$/  downAction: remove/' "$CFG"
   grep -q '^  downAction: remove$' "$CFG" || { echo "statesync: could not set downAction: remove in $CFG" >&2; return 1; }
+  if [ "$FLUSH" = 0 ]; then
+    sed -i 's/^egress:$/egress:\n  flushConntrack: false/' "$CFG"
+    grep -q '^  flushConntrack: false$' "$CFG" || { echo "statesync: could not set flushConntrack: false in $CFG" >&2; return 1; }
+  fi
 }
 
 # conntrackd in fw1 and fw2: own socket, lock and config under $LAB_RUN, logs in $S.
@@ -90,7 +96,7 @@ ctd_running() { local p; p=$(cat "$(ctd_dir fw1)/pid" 2>/dev/null) && kill -0 "$
 # established <fw>: TCP flows to the server in ESTABLISHED state in that firewall's kernel table.
 established() { ip netns exec "$1" conntrack -L -p tcp --dport 80 --state ESTABLISHED 2>/dev/null | grep -c 'dst=198.51.100.10' || true; }
 
-say "statesync: ${names[*]}; kernel $(uname -r), qemu TCG; $LONG_N long-lived connections, $RATE new requests/s"
+say "statesync: ${names[*]}; kernel $(uname -r), qemu TCG; $LONG_N long-lived connections, $RATE new requests/s; er1 flushConntrack $([ "$FLUSH" = 0 ] && echo false || echo true)"
 lab_up "$S/watch" || { say "FAIL: the controllers did not bring the sandwich up"; exit 1; }
 ctd_start || { say "FAIL: conntrackd did not start (logs: $LAB_LOGS/conntrackd-*.out)"; exit 1; }
 say "conntrackd runs in fw1 and fw2 (sync link brsync 10.8.0.0/24)"
