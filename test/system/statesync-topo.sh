@@ -4,7 +4,8 @@
 # servers picks the firewall, as IPVS does); er1 has the seed's CONNMARK/MAC marks, the
 # controller (the test's Actuator) owns its rules and tables 101/102.
 #
-#   lb 10.1.0.1 ──bfi── fw1 10.1.0.11 / fw2 .12 ──bfo── er1 10.2.0.1 ──── srv 10.3.0.2 (198.51.100.10, HTTP :80)
+#   lb 10.1.0.1 ──bfi── fw1 10.1.0.11 / fw2 .12 ──bfo── er1 10.2.0.1 ──── srv 10.3.0.2 (198.51.100.10 HTTP :80,
+#                                                                              198.51.100.11 a server that speaks first)
 #                       fw1 10.8.0.11 / fw2 .12 ──bsy── (the sync link, eth2)
 #
 # Usage: statesync-topo.sh up|down PREFIX   (namespaces PREFIX-hub, PREFIX-lb, …)
@@ -68,6 +69,7 @@ END
   x er1 ip link set eth1 up; x er1 ip addr add 10.3.0.1/24 dev eth1
   x srv ip link set eth0 up; x srv ip addr add 10.3.0.2/24 dev eth0
   x srv ip addr add 198.51.100.10/32 dev lo
+  x srv ip addr add 198.51.100.11/32 dev lo
   x srv ip route add default via 10.3.0.1
   x er1 sysctl -qw net.ipv4.ip_forward=1
   x er1 ip route add 198.51.100.0/24 via 10.3.0.2

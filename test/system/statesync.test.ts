@@ -10,6 +10,10 @@
 //   sync + re-point        → every connection answers (fw2 knows the flows; replies leave er1 via fw2)
 //   sync, no re-point      → none: er1 still sends the replies (mark 1, table 101) to the dead fw1
 //   no sync, re-point      → none: fw2 drops the mid-stream packets (not a SYN, no state)
+// And a flow in which the server speaks first after the move (test/system/pushserver.py), with sync:
+//   re-point + conntrack flush (egress.flushConntrack, the default) → the server's packets find no
+//     entry on er1, get no mark and are dropped until the client sends (then they pass)
+//   re-point, flushConntrack: false → they pass at once (mark 1, table 101 via fw2)
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,7 +31,7 @@ const sh = new ExecRunner(15_000);
 const inNs = (n: string) => new NetnsRunner(sh, ns(n));
 const COUNT = 20;
 
-const config = parseConfig(`
+const CONFIG = `
 cluster: ctdtest
 nodes:
   - name: er1
@@ -40,7 +44,9 @@ firewalls:
 checks:
   - { name: egress-leg, kind: icmp, scope: leg, from: egress }
 egress: { routes: [default] }
-`);
+`;
+const config = parseConfig(CONFIG);
+const configNoFlush = parseConfig(CONFIG.replace('egress: { routes: [default] }', 'egress: { routes: [default], flushConntrack: false }'));
 
 function desired(fw1: 'up' | 'down', revision: number): Desired {
   const f = (state: 'up' | 'down', weight: number, egressVia: string) => ({ state, weight, egressVia, reason: 'test', since: 0, healthySince: null, failOpen: false });
@@ -64,10 +70,12 @@ async function waitFor<T>(what: string, probe: () => Promise<T | false | null>, 
 }
 
 let dir = '';
+let PUSH_GO = '';
 const procs: ChildProcess[] = [];
 const daemons = new Map<string, ChildProcess>();
 let revision = 0;
 const er1 = new Actuator(config, 'er1', inNs('er1'), { log: () => undefined });
+const er1NoFlush = new Actuator(configNoFlush, 'er1', inNs('er1'), { log: () => undefined });
 
 function background(n: string, args: string[], out: string): ChildProcess {
   const p = spawn('ip', ['netns', 'exec', ns(n), ...args], { stdio: ['ignore', 'ignore', 'ignore'], detached: false });
@@ -95,10 +103,10 @@ async function stopConntrackd(): Promise<void> {
   daemons.clear();
 }
 
-/** Established connections from lb through fw2's kernel table, by local port. */
+/** How many of these local ports fw2 holds as ESTABLISHED connections from lb (to either server). */
 async function fw2Established(ports: number[]): Promise<number> {
   const out = await run('fw2', 'conntrack -L -p tcp --dport 80 --state ESTABLISHED').catch(() => '');
-  const seen = new Set([...out.matchAll(/src=10\.1\.0\.1 dst=198\.51\.100\.10 sport=(\d+) dport=80/g)].map((m) => Number(m[1])));
+  const seen = new Set([...out.matchAll(/src=10\.1\.0\.1 dst=198\.51\.100\.1[01] sport=(\d+) dport=80/g)].map((m) => Number(m[1])));
   return ports.filter((p) => seen.has(p)).length;
 }
 
@@ -108,12 +116,13 @@ async function fw2Dropped(): Promise<number> {
   return Number(last[0]);
 }
 
-interface Round { synced: number; kept: number; lost: number; droppedByFw2: number }
+interface Round { synced: number; kept: number; lost: number; droppedByFw2: number; afterPing: number }
 
-async function round(name: string, opts: { repoint: boolean }): Promise<Round> {
+async function round(name: string, opts: { repoint: boolean; flush?: boolean; serverFirst?: boolean }): Promise<Round> {
   const out = join(dir, `${name}.json`);
-  const client = background('lb', ['/usr/bin/python3', join(__dirname, 'keepalive.py'), '--dst', '198.51.100.10', '--src', '10.1.0.1',
-    '--count', String(COUNT), '--out', out, '--timeout', '3', '--max-wait', '60'], `${out}.err`);
+  const act = opts.flush === false ? er1NoFlush : er1;
+  const client = background('lb', ['/usr/bin/python3', join(__dirname, 'keepalive.py'), '--dst', opts.serverFirst ? '198.51.100.11' : '198.51.100.10',
+    '--src', '10.1.0.1', '--count', String(COUNT), '--out', out, '--timeout', '3', '--max-wait', '60', ...(opts.serverFirst ? ['--server-first'] : [])], `${out}.err`);
   const ready = await waitFor('the connections are open',
     async () => (existsSync(`${out}.ready`) ? JSON.parse(readFileSync(`${out}.ready`, 'utf8')) as { open: number; ports: number[] } : null), 20_000);
   expect(ready.open).toBe(COUNT);
@@ -125,31 +134,35 @@ async function round(name: string, opts: { repoint: boolean }): Promise<Round> {
   await run('fw1', 'iptables -I FORWARD 1 -j DROP -m comment --comment blackhole');
   await run('lb', 'ip route replace 198.51.100.0/24 via 10.1.0.12');
   if (opts.repoint) {
-    const r = await er1.reconcile(desired('down', ++revision), { holdsVips: false });
+    const r = await act.reconcile(desired('down', ++revision), { holdsVips: false });
     expect(r.errors).toEqual([]);
-    expect(r.results.find((x) => x.driver === 'conntrack')).toBeDefined();
+    expect(r.results.find((x) => x.driver === 'conntrack') !== undefined).toBe(opts.flush !== false);
     expect(await run('er1', 'ip route show table 101')).toContain('via 10.2.0.12');
   }
   writeFileSync(`${out}.go`, '');
-  await waitFor('the client finishes', async () => client.exitCode !== null, 20_000);
-  const res = JSON.parse(readFileSync(out, 'utf8')) as { kept: number; lost: Record<string, string> };
+  if (opts.serverFirst) writeFileSync(PUSH_GO, '');
+  await waitFor('the client finishes', async () => client.exitCode !== null, 30_000);
+  rmSync(PUSH_GO, { force: true });
+  const res = JSON.parse(readFileSync(out, 'utf8')) as { kept: number; lost: Record<string, string>; afterPing: number };
   const droppedByFw2 = (await fw2Dropped()) - dropped0;
   // Repair: fw1 back, flows and table 101 back to it.
   await run('fw1', 'iptables -D FORWARD -j DROP -m comment --comment blackhole');
   await run('lb', 'ip route replace 198.51.100.0/24 via 10.1.0.11');
   expect((await er1.reconcile(desired('up', ++revision), { holdsVips: false })).errors).toEqual([]);
-  console.log(`${name}: ${synced}/${COUNT} states on fw2 before the fault; ${res.kept}/${COUNT} connections kept; fw2 dropped ${droppedByFw2} packets`);
-  return { synced, kept: res.kept, lost: Object.keys(res.lost).length, droppedByFw2 };
+  console.log(`${name}: ${synced}/${COUNT} states on fw2 before the fault; ${res.kept}/${COUNT} connections kept${opts.serverFirst ? ` (${res.afterPing} more once the client spoke)` : ''}; fw2 dropped ${droppedByFw2} packets`);
+  return { synced, kept: res.kept, lost: Object.keys(res.lost).length, droppedByFw2, afterPing: res.afterPing };
 }
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'sandwich-ctd-'));
   await sh.run(TOPO, ['up', P], { timeoutMs: 60_000 });
-  background('srv', ['/usr/bin/python3', join(ROOT, 'lab', 'httpd.py'), '--port', '80', '--ready', join(dir, 'httpd.ready')], join(dir, 'httpd.err'));
+  PUSH_GO = join(dir, 'push.go');
+  background('srv', ['/usr/bin/python3', join(ROOT, 'lab', 'httpd.py'), '--host', '198.51.100.10', '--port', '80', '--ready', join(dir, 'httpd.ready')], join(dir, 'httpd.err'));
+  background('srv', ['/usr/bin/python3', join(__dirname, 'pushserver.py'), '--bind', '198.51.100.11', '--port', '80', '--go', PUSH_GO, '--ready', join(dir, 'push.ready')], join(dir, 'push.err'));
   startConntrackd('fw1');
   startConntrackd('fw2');
   expect((await er1.reconcile(desired('up', ++revision), { holdsVips: false })).errors).toEqual([]);
-  await waitFor('the HTTP server', async () => existsSync(join(dir, 'httpd.ready')), 20_000);
+  await waitFor('the servers', async () => existsSync(join(dir, 'httpd.ready')) && existsSync(join(dir, 'push.ready')), 20_000);
   // Both daemons up: each answers on its UNIX socket.
   for (const fw of ['fw1', 'fw2']) {
     await waitFor(`conntrackd in ${fw}`, async () => (await run(fw, `conntrackd -C ${join(dir, fw, 'conntrackd.conf')} -s`).catch(() => '')).includes('cache'), 10_000);
@@ -158,6 +171,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   er1.close();
+  er1NoFlush.close();
   for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
   await sh.run(TOPO, ['down', P], { timeoutMs: 60_000 }).catch(() => undefined);
   if (dir) rmSync(dir, { recursive: true, force: true });
@@ -175,6 +189,19 @@ describe('conntrackd state sync between the firewalls (real packets, namespaces)
     const r = await round('sync-no-repoint', { repoint: false });
     expect(r.synced).toBe(COUNT);
     expect(r.kept).toBe(0);
+  }, 60_000);
+
+  it('server speaks first, re-point + conntrack flush: its packets are dropped at er1 until the client sends', async () => {
+    const r = await round('push-flush', { repoint: true, serverFirst: true });
+    expect(r.synced).toBe(COUNT);
+    expect(r.kept).toBe(0);
+    expect(r.afterPing).toBe(COUNT);
+  }, 60_000);
+
+  it('server speaks first, re-point with flushConntrack: false: its packets pass at once', async () => {
+    const r = await round('push-noflush', { repoint: true, flush: false, serverFirst: true });
+    expect(r.synced).toBe(COUNT);
+    expect(r.kept).toBe(COUNT);
   }, 60_000);
 
   it('re-point without sync: fw2 drops the mid-stream packets, no connection survives', async () => {
