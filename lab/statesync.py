@@ -138,6 +138,8 @@ def summary(a) -> None:
             f'| {str(r["keptOnFw1LastAnswerSeconds"]) + " s" if r["keptOnFw1LastAnswerSeconds"] is not None else "-"} |')
     verdict = "PASS" if ok else "FAIL"
     head = f"State-synced firewalls: {verdict} (goal: {a.goal_variant} keeps >= {100 * a.goal:.0f} % of the established connections)\n\n"
+    if a.title:
+        head = f"{a.title}\n\n{head}"
     with open(os.path.join(a.out_dir, "summary.md"), "w") as f:
         f.write(head + "\n".join(lines) + "\n")
     print(head + "\n".join(lines))
@@ -162,5 +164,6 @@ s = sub.add_parser("summary")
 s.add_argument("--out-dir", required=True)
 s.add_argument("--goal", type=float, default=0.99)
 s.add_argument("--goal-variant", default="sync-repoint")
+s.add_argument("--title", help="a line put above the verdict (run, date, settings)")
 a = p.parse_args()
 variant(a) if a.cmd == "variant" else summary(a)

@@ -4,13 +4,14 @@
 # One sandwich (lab_up with the sync link `topo.sh --sync-link`, `policy.downAction: remove`, one etcd
 # member unless LAB_ETCD_MEMBERS says otherwise), conntrackd in fw1 and fw2 (lab/conntrackd/: FT-FW
 # over UDP on brsync, states injected straight into the other firewall's kernel table), then per
-# variant: SS_LONG_SRC x SS_LONG_PER_SRC long-lived keep-alive connections (default 20 x 12 = 240,
-# one request per SS_LONG_INTERVAL s each; a request may wait SS_LONG_TIMEOUT s, default 300, so it
-# rides out the failover on TCP retransmissions, whose back-off reaches 120 s) + SS_RATE new
-# requests/s -> fw1 black-holed (FORWARD DROP) -> wait until fw1 is out of IPVS on both LBs (and
-# er1's table 101 via fw2 when re-pointing) -> load until every established connection has answered
-# a request started after that, at most SS_AFTER_S s (default 135) -> measure (lab/statesync.py)
-# -> repair, back to normal.
+# variant: LAB_SS_LONG_SRC x LAB_SS_LONG_PER_SRC long-lived keep-alive connections (default
+# 20 x 12 = 240, one request per LAB_SS_LONG_INTERVAL s each; a request may wait
+# LAB_SS_LONG_TIMEOUT s, default 300, so it rides out the failover on TCP retransmissions, whose
+# back-off reaches 120 s) + LAB_SS_RATE new requests/s -> fw1 black-holed (FORWARD DROP) -> wait
+# until fw1 is out of IPVS on both LBs (and er1's table 101 via fw2 when re-pointing) -> load until
+# every established connection has answered a request started after that, at most LAB_SS_AFTER_S s
+# (default 135) -> measure (lab/statesync.py) -> repair, back to normal. LAB_SS_FLUSH=0: er1 with
+# egress.flushConntrack false (docs/state-sync.md). (LAB_* variables reach the VM: lab/vm/run.sh.)
 # Variants:
 #   sync-repoint     conntrackd on; the controllers as configured: fw1's IPVS real server removed
 #                    (its connections rescheduled to fw2 at their next packet: expire_nodest_conn,
@@ -43,19 +44,20 @@ done
 [ -d /proc/sys/net/ipv4/vs ] || { echo "statesync: no IPVS here: run me with lab/vm/run.sh lab/statesync.sh" >&2; exit 2; }
 command -v conntrackd > /dev/null || { echo "statesync: conntrackd missing (apt-get install conntrackd; scripts/setup)" >&2; exit 2; }
 
-LONG_SRC=${SS_LONG_SRC:-20} LONG_PER_SRC=${SS_LONG_PER_SRC:-12} LONG_INTERVAL=${SS_LONG_INTERVAL:-8}
-LONG_TIMEOUT=${SS_LONG_TIMEOUT:-300} RATE=${SS_RATE:-2} AFTER_S=${SS_AFTER_S:-135} GOAL=${SS_GOAL:-0.99}
+LONG_SRC=${LAB_SS_LONG_SRC:-20} LONG_PER_SRC=${LAB_SS_LONG_PER_SRC:-12} LONG_INTERVAL=${LAB_SS_LONG_INTERVAL:-8}
+LONG_TIMEOUT=${LAB_SS_LONG_TIMEOUT:-300} RATE=${LAB_SS_RATE:-2} AFTER_S=${LAB_SS_AFTER_S:-135} GOAL=${LAB_SS_GOAL:-0.99}
 LONG_N=$((LONG_SRC * LONG_PER_SRC))
 # New requests from 203.0.113.10-19, long-lived ones from .20 on (sh spreads the sources over fw1 and fw2).
-[ $((20 + LONG_SRC - 1)) -le 40 ] || { echo "statesync: SS_LONG_SRC must be <= 21 (client addresses .20-.40)" >&2; exit 2; }
+[ $((20 + LONG_SRC - 1)) -le 40 ] || { echo "statesync: LAB_SS_LONG_SRC must be <= 21 (client addresses .20-.40)" >&2; exit 2; }
 
 S=$LAB_OUT/statesync
+T0=$EPOCHREALTIME
 rm -rf "$S" "$LAB_LOGS"; mkdir -p "$S" "$LAB_LOGS"
 trap 'loadgen_stop 2>/dev/null || true; ctd_stop 2>/dev/null || true; lab_down > /dev/null 2>&1 || true' EXIT
 
 # The lab config with downAction remove (quiesce keeps fw1's IPVS connections bound to it), and
-# with SS_FLUSH=0 egress.flushConntrack: false (default: the product's default, true).
-FLUSH=${SS_FLUSH:-1}
+# with LAB_SS_FLUSH=0 egress.flushConntrack: false (default: the product's default, true).
+FLUSH=${LAB_SS_FLUSH:-1}
 eval "lab_write_config() $(declare -f write_config | tail -n +2)"
 write_config() {
   lab_write_config || return 1
@@ -162,7 +164,8 @@ for n in "${names[@]}"; do
   esac
 done
 rc=0
-/usr/bin/python3 "$LAB_REPO/lab/statesync.py" summary --out-dir "$S" --goal "$GOAL" --goal-variant sync-repoint || rc=1
+/usr/bin/python3 "$LAB_REPO/lab/statesync.py" summary --out-dir "$S" --goal "$GOAL" --goal-variant sync-repoint \
+  --title "lab/statesync.sh, $(date -u +%Y-%m-%dT%H:%MZ), kernel $(uname -r), qemu TCG, $ETCD_N etcd member(s); $LONG_N long-lived connections (one request per ${LONG_INTERVAL} s each), $RATE new requests/s; downAction remove; er1 flushConntrack $([ "$FLUSH" = 0 ] && echo false || echo true); $(el "$T0" "$EPOCHREALTIME") s in all" || rc=1
 if [[ " ${names[*]} " != *" sync-repoint "* ]]; then rc=0; fi   # the goal applies to sync-repoint only
 for f in "${failed_setup[@]}"; do say "PROBLEM: $f"; rc=1; done
 say "statesync: $([ "$rc" = 0 ] && echo PASS || echo FAIL) (summary: $S/summary.md)"
