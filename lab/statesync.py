@@ -131,7 +131,7 @@ def summary(a) -> None:
     ]
     for r in rows:
         lines.append(
-            f'| {r["name"]} | {"yes" if r["sync"] else "no"} | {"yes" if r["repoint"] else "no (er1 controller stopped)"} '
+            f'| {r["name"]} | {"yes" if r["sync"] else "no"} | {("yes" + (", no conntrack flush" if r.get("flushConntrack") is False else "")) if r["repoint"] else "no (er1 controller stopped)"} '
             f'| {pct(r["kept"], r["established"])} | {pct(r["keptOnFw1"], r["onFw1"])} | {r["lost"]} / {r["stalled"]} '
             f'| {r["newFailed"]} / {r["newRequests"]} | {r["newHealSeconds"] if r["newHealSeconds"] is not None else "never"} s '
             f'| {r["actedSeconds"]} s | {r.get("onFw1KnownToFw2", "?")} / {r["onFw1"]} '
