@@ -5,7 +5,7 @@
 # member unless LAB_ETCD_MEMBERS says otherwise), conntrackd in fw1 and fw2 (lab/conntrackd/: FT-FW
 # over UDP on brsync, states injected straight into the other firewall's kernel table), then per
 # variant: LAB_SS_LONG_SRC x LAB_SS_LONG_PER_SRC long-lived keep-alive connections (default
-# 20 x 12 = 240, one request per LAB_SS_LONG_INTERVAL s each; a request may wait
+# 20 x 12 = 240, one request per LAB_SS_LONG_INTERVAL s (20) each; a request may wait
 # LAB_SS_LONG_TIMEOUT s, default 300, so it rides out the failover on TCP retransmissions, whose
 # back-off reaches 120 s) + LAB_SS_RATE new requests/s -> fw1 black-holed (FORWARD DROP) -> wait
 # until fw1 is out of IPVS on both LBs (and er1's table 101 via fw2 when re-pointing) -> load until
@@ -47,7 +47,7 @@ done
 [ -d /proc/sys/net/ipv4/vs ] || { echo "statesync: no IPVS here: run me with lab/vm/run.sh lab/statesync.sh" >&2; exit 2; }
 command -v conntrackd > /dev/null || { echo "statesync: conntrackd missing (apt-get install conntrackd; scripts/setup)" >&2; exit 2; }
 
-LONG_SRC=${LAB_SS_LONG_SRC:-20} LONG_PER_SRC=${LAB_SS_LONG_PER_SRC:-12} LONG_INTERVAL=${LAB_SS_LONG_INTERVAL:-8}
+LONG_SRC=${LAB_SS_LONG_SRC:-20} LONG_PER_SRC=${LAB_SS_LONG_PER_SRC:-12} LONG_INTERVAL=${LAB_SS_LONG_INTERVAL:-20}
 LONG_TIMEOUT=${LAB_SS_LONG_TIMEOUT:-300} RATE=${LAB_SS_RATE:-2} AFTER_S=${LAB_SS_AFTER_S:-135} GOAL=${LAB_SS_GOAL:-0.99}
 AFTER_OTHER_S=${LAB_SS_AFTER_OTHER_S:-60}
 LONG_N=$((LONG_SRC * LONG_PER_SRC))
@@ -130,7 +130,7 @@ run_variant() {
   s=$(POLL=2 wait_until 240 "all $LONG_N long-lived connections answered" loadgen_long_up "$rec" "$LONG_N") \
     || { failed_setup+=("$name: long-lived connections did not open"); loadgen_stop; return 1; }
   say "$LONG_N long-lived connections open (${s}s)"
-  sleep "$LONG_INTERVAL"   # every connection has completed a request, its state synced
+  sleep 5   # every connection has completed a request; its state went to fw2 when it was opened
   ip netns exec fw2 conntrack -L -p tcp --dport 80 > "$d/fw2-conntrack-before.txt" 2>/dev/null || true
   ip netns exec lb1 cat /proc/net/ip_vs_conn > "$d/ipvs-conn-before.txt"
   fw1_before=$(established fw1); fw2_before=$(grep -c 'ESTABLISHED.*dst=198.51.100.10' "$d/fw2-conntrack-before.txt" || true)
