@@ -153,7 +153,7 @@ describe('Actuator on an egress node (er1)', () => {
     k.conntrackFailures = 2;
     const down = await act.reconcile(fw1Down, { holdsVips: false });
     expect(down.errors.map((e) => e.driver)).toEqual(['conntrack']);
-    expect(down.applied.egressTables[0]).toMatchObject({ firewall: 'fw1', via: 'fw2' });
+    expect(down.applied.egressTables![0]).toMatchObject({ firewall: 'fw1', via: 'fw2' });
     expect((await act.reconcile(fw1Down, { holdsVips: false })).errors.map((e) => e.driver)).toEqual(['conntrack']);
     r.calls.length = 0;
     const retried = await act.reconcile(fw1Down, { holdsVips: false });
