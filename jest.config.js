@@ -20,9 +20,10 @@ module.exports = {
     { ...base, displayName: 'coordination', testMatch: ['<rootDir>/test/integration/coordination-*.test.ts'] },
     { ...base, displayName: 'system', testMatch: ['<rootDir>/test/system/**/*.test.ts'] },
     // Lab tooling: the load generator and the analyzer.
-    { ...base, displayName: 'lab', testMatch: ['<rootDir>/test/lab/**/*.test.ts'], testPathIgnorePatterns: ['/vm-scenarios\\.test\\.ts$'] },
+    { ...base, displayName: 'lab', testMatch: ['<rootDir>/test/lab/**/*.test.ts'], testPathIgnorePatterns: ['/vm-scenarios\\.test\\.ts$', '/vm-statesync\\.test\\.ts$'] },
     // The VM scenario subset (fw1-blackhole, drift, failover, leader-kill in one VM boot, ~5 min on a quiet
-    // host, bounded at 30 min): real IPVS in qemu. In scripts/test; alone: npm run test:vm.
-    { ...base, displayName: 'vm', testMatch: ['<rootDir>/test/lab/vm-scenarios.test.ts'] },
+    // host, bounded at 30 min) and the state-synced firewalls (lab/statesync.sh sync-repoint, one VM boot, 221 s):
+    // real IPVS in qemu. In scripts/test; alone: npm run test:vm.
+    { ...base, displayName: 'vm', testMatch: ['<rootDir>/test/lab/vm-scenarios.test.ts', '<rootDir>/test/lab/vm-statesync.test.ts'] },
   ],
 };

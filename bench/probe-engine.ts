@@ -4,6 +4,7 @@
 //   prober ns: br0 10.230.0.1/16, source N = 10.230.2.N, `from <source N> lookup 1000+N: default via fwN`
 //   fwN ns:    10.230.1.N (ingress leg) ─ 10.231.N.1      (forwarding)
 //   target ns: 10.231.N.2 per firewall, targets 10.232.0.1 and 10.232.0.2 on lo, replies to source N via fwN
+//   (bench/probe-targets.ts)
 //
 // Checks per firewall: path → 10.232.0.1, path2 → 10.232.0.2, leg → fwN's ingress address (all ICMP,
 // the costliest kind to spawn). Each variant runs in a fresh node process inside the prober ns; CPU is
@@ -19,6 +20,8 @@ import type { ProbeJob } from '../checks/jobs';
 import { probeFactory, type IcmpEngine, type ProbeFactory, type ProbeFn } from '../checks/probes';
 import type { CheckConfig } from '../controller/config';
 import { ExecRunner } from '../failover/runner';
+import { arg } from './args';
+import { createTargets, deleteTargets, targetNames } from './probe-targets';
 
 const TICK_MS = 10; // getconf CLK_TCK = 100 on Debian
 const WARMUP_MS = 2000;
@@ -179,55 +182,12 @@ async function runVariant(v: Variant, firewalls: number, seconds: number): Promi
   };
 }
 
-// --- topology ------------------------------------------------------------------------------------
+// --- topology (bench/probe-targets.ts) ----------------------------------------------------------
 
 const exec = new ExecRunner(30_000);
-
-function names(firewalls: number) {
-  const prefix = `pe${process.pid}`;
-  return { prober: `${prefix}-p`, target: `${prefix}-t`, fws: Array.from({ length: firewalls }, (_, i) => `${prefix}-f${i + 1}`) };
-}
-
-async function batch(ns: string, lines: string[]): Promise<void> {
-  await exec.run('ip', ['-n', ns, '-batch', '-'], { input: lines.join('\n') + '\n' });
-}
-
-async function createTopology(firewalls: number): Promise<void> {
-  const { prober, target, fws } = names(firewalls);
-  for (const ns of [prober, target, ...fws]) {
-    await exec.run('ip', ['netns', 'add', ns]);
-    await exec.run('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0', 'net.ipv4.ip_forward=1']);
-  }
-  const p = ['link set lo up', 'link add br0 type bridge', 'addr add 10.230.0.1/16 dev br0', 'link set br0 up'];
-  fws.forEach((fw, i) => {
-    const n = i + 1;
-    p.push(`addr add 10.230.2.${n}/16 dev br0`, `link add b${n} type veth peer name e0 netns ${fw}`, `link set b${n} master br0`, `link set b${n} up`,
-      `route add default via 10.230.1.${n} table ${1000 + n}`, `rule add from 10.230.2.${n} lookup ${1000 + n} pref 1000`);
-  });
-  await batch(prober, p);
-  await batch(target, ['link set lo up', 'addr add 10.232.0.1/32 dev lo', 'addr add 10.232.0.2/32 dev lo']);
-  for (const [i, fw] of fws.entries()) {
-    const n = i + 1;
-    await batch(fw, ['link set lo up', `addr add 10.230.1.${n}/16 dev e0`, 'link set e0 up', `link add e1 type veth peer name s${n} netns ${target}`,
-      `addr add 10.231.${n}.1/24 dev e1`, 'link set e1 up', `route add 10.232.0.0/24 via 10.231.${n}.2`]);
-  }
-  await batch(target, fws.flatMap((_, i) => [`addr add 10.231.${i + 1}.2/24 dev s${i + 1}`, `link set s${i + 1} up`, `route add 10.230.2.${i + 1}/32 via 10.231.${i + 1}.1`]));
-}
-
-async function deleteTopology(firewalls: number): Promise<void> {
-  const { prober, target, fws } = names(firewalls);
-  for (const ns of [prober, target, ...fws]) await exec.run('ip', ['netns', 'del', ns]).catch(() => undefined);
-}
+const names = (firewalls: number) => targetNames(`pe${process.pid}`, firewalls);
 
 // --- main ----------------------------------------------------------------------------------------
-
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} needs a positive number, not "${process.argv[i + 1] ?? ''}"`);
-  return v;
-}
 
 const f = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : '–');
 
@@ -275,12 +235,12 @@ async function main(): Promise<void> {
   console.log(`${firewalls} firewalls × 3 ICMP checks, ${seconds} s measured per variant after ${WARMUP_MS / 1000} s warm-up`);
   const { prober } = names(firewalls);
   const results: VariantResult[] = [];
-  const cleanup = () => void deleteTopology(firewalls).finally(() => process.exit(130));
+  const cleanup = () => void deleteTargets(exec, names(firewalls)).finally(() => process.exit(130));
   process.once('SIGINT', cleanup);
   process.once('SIGTERM', cleanup);
   try {
     const t = performance.now();
-    await createTopology(firewalls);
+    await createTargets(exec, names(firewalls));
     console.log(`topology: ${firewalls + 2} namespaces in ${f((performance.now() - t) / 1000, 1)} s`);
     for (const variant of variants) {
       const spec = JSON.stringify({ variant, firewalls, seconds });
@@ -290,7 +250,7 @@ async function main(): Promise<void> {
       console.log(`${r.engine} @ ${r.rateHz} Hz: ${f(r.probesPerS, 0)} probes/s, ${f(r.cpuPerProbeMs, 3)} ms CPU/probe, ${f(r.corePct, 1)} % of one core, ${r.failed} failed`);
     }
   } finally {
-    await deleteTopology(firewalls);
+    await deleteTargets(exec, names(firewalls));
   }
   console.log('\n' + table(results));
   const pkg = results.find((r) => r.engine === 'package');

@@ -1,9 +1,11 @@
-// Reconcile latency (issue 6 part 2, host side): decision → kernel applied for one firewall change on an
-// egress node with F firewalls configured (F firewall tables + F probe tables, their rules, conntrack
-// flush), through the real Actuator and `ip` against a network namespace this bench creates and deletes.
-// Each change takes one firewall down (its table re-pointed via the next firewall) or back up; the time is
-// Actuator.reconcile() from call to return (read, diff, apply, verify). Commands are counted per change.
-//   npx tsc -p tsconfig.json && node dist/bench/reconcile.js [--changes 200] [--firewalls 64]
+// Reconcile latency (issue 6 part 2): decision → kernel applied for one firewall change with F firewalls
+// configured, through the real Actuator against a network namespace this bench creates and deletes.
+//   egress (default; the host): F firewall tables + F probe tables, their rules, conntrack flush. Each
+//     change takes one firewall down (its table re-pointed via the next firewall) or back up.
+//   ingress (needs IPVS: the lab VM, lab/bench-reconcile.sh): an IPVS fwmark service with F real servers
+//     + F probe tables. Each change puts one firewall at weight 0 (down, `quiesce`) or back to 100.
+// The time is Actuator.reconcile() from call to return (read, diff, apply, verify). Commands are counted per change.
+//   npx tsc -p tsconfig.json && node dist/bench/reconcile.js [--changes 200] [--firewalls 64] [--role egress|ingress]
 import { cpus, loadavg } from 'node:os';
 import { stringify } from 'yaml';
 import { parseConfig, type Config } from '../controller/config';
@@ -30,6 +32,8 @@ class CountingRunner implements CommandRunner {
     this.byTool.clear();
   }
 }
+
+type Role = 'ingress' | 'egress';
 
 function benchConfig(firewalls: number): Config {
   const fws = Array.from({ length: firewalls }, (_, i) => `fw${i + 1}`);
@@ -88,8 +92,12 @@ async function main(): Promise<void> {
   const changes = arg('changes', 200);
   const firewalls = arg('firewalls', 64);
   if (firewalls > 250) throw new Error(`--firewalls must be at most 250, not ${firewalls}`);
+  const ri = process.argv.indexOf('--role');
+  const role = (ri < 0 ? 'egress' : process.argv[ri + 1]) as Role;
+  if (role !== 'egress' && role !== 'ingress') throw new Error(`--role must be egress or ingress, not "${process.argv[ri + 1] ?? ''}"`);
+  const node = role === 'egress' ? 'er1' : 'lb1';
   const config = benchConfig(firewalls);
-  const ns = `rc${process.pid}-er1`;
+  const ns = `rc${process.pid}-${node}`;
   const exec = new ExecRunner(10_000);
   console.log(`node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? '?'}, load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   const cleanup = () => void exec.run('ip', ['netns', 'del', ns]).catch(() => undefined).finally(() => process.exit(130));
@@ -102,12 +110,15 @@ async function main(): Promise<void> {
         'link set eth0 up', 'link set eth1 up'].join('\n') + '\n',
     });
     const runner = new CountingRunner(new NetnsRunner(exec, ns));
-    const act = new Actuator(config, 'er1', runner, { timers: new ManualTimers() });
+    if (role === 'ingress') await exec.run('ip', ['-n', ns, 'addr', 'replace', '10.1.0.254/16', 'dev', 'eth1']);
+    const act = new Actuator(config, node, runner, { timers: new ManualTimers() });
     const first = await act.reconcile(desired(config, null, 1), { holdsVips: false });
     if (first.errors.length > 0) throw new Error(`initial reconcile failed: ${first.errors.map((e) => `${e.driver}: ${e.error.message}`).join('; ')}`);
     const { stdout: rules } = await exec.run('ip', ['-n', ns, 'rule', 'show']);
     const initialCommands = runner.reads + runner.writes;
-    console.log(`egress node: ${firewalls} firewalls, ${rules.trim().split('\n').length} rules, ${Object.keys(first.results).length > 0 ? 'built' : ''} in ${f(first.durationMs)} ms with ${initialCommands} commands`);
+    const { stdout: svc } = role === 'ingress' ? await exec.run('ip', ['netns', 'exec', ns, 'ipvsadm', '-Sn']) : { stdout: '' };
+    if (role === 'ingress') console.log(`IPVS: ${svc.trim().split('\n').filter((l) => l.startsWith('-a')).length} real servers`);
+    console.log(`${role} node: ${firewalls} firewalls, ${rules.trim().split('\n').length} rules, ${Object.keys(first.results).length > 0 ? 'built' : ''} in ${f(first.durationMs)} ms with ${initialCommands} commands`);
     // The floor: one trivial command through the same runner, at the load of the moment.
     const floor: number[] = [];
     for (let i = 0; i < 20; i++) {
@@ -130,7 +141,8 @@ async function main(): Promise<void> {
       times.push(performance.now() - t);
       if (r.errors.length > 0) throw new Error(`change ${i + 1} failed: ${r.errors.map((e) => `${e.driver}: ${e.error.message}`).join('; ')}`);
       const changed = r.results.filter((x) => x.commands.length > 0).map((x) => x.driver);
-      if (!changed.includes('routes')) throw new Error(`change ${i + 1} changed no routes (drivers that changed: ${changed.join(', ') || 'none'})`);
+      const expected = role === 'egress' ? 'routes' : 'ipvs';
+      if (!changed.includes(expected)) throw new Error(`change ${i + 1} changed no ${expected} (drivers that changed: ${changed.join(', ') || 'none'})`);
       reads.push(runner.reads);
       writes.push(runner.writes);
       for (const [tool, n] of runner.byTool) tools.set(tool, (tools.get(tool) ?? 0) + n);
@@ -138,9 +150,9 @@ async function main(): Promise<void> {
     const rss = process.memoryUsage().rss;
     act.close();
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-    console.log(`\n| firewalls | changes | p50 | p99 | max | commands per change (reads + changes) | per tool per change | one trivial command (p50) | bench process RSS |`);
-    console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
-    console.log(`| ${firewalls} | ${changes} | ${f(pct(times, 0.5))} ms | ${f(pct(times, 0.99))} ms | ${f(Math.max(...times))} ms | ${f(mean(reads) + mean(writes))} (${f(mean(reads))} + ${f(mean(writes))}) | ` +
+    console.log(`\n| role | firewalls | changes | p50 | p99 | max | commands per change (reads + changes) | per tool per change | one trivial command (p50) | bench process RSS |`);
+    console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+    console.log(`| ${role} | ${firewalls} | ${changes} | ${f(pct(times, 0.5))} ms | ${f(pct(times, 0.99))} ms | ${f(Math.max(...times))} ms | ${f(mean(reads) + mean(writes))} (${f(mean(reads))} + ${f(mean(writes))}) | ` +
       `${[...tools].map(([t, n]) => `${t} ${f(n / changes)}`).join(', ')} | ${f(pct(floor, 0.5))} ms | ${f(rss / 2 ** 20, 0)} MB (${f(rss0 / 2 ** 20, 0)} MB before the changes) |`);
     console.log(`\nload average after: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   } finally {

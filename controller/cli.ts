@@ -33,6 +33,7 @@ function configOption(): Option {
 export function buildProgram(io: Io, setCode: (c: number) => void): Command {
   const program = new Command('sandwich')
     .description('HA controller for Linux firewall sandwiches')
+    .version(version(), '-V, --version', 'print the version')
     .exitOverride()
     .configureOutput({ writeOut: io.out, writeErr: io.err })
     .showHelpAfterError(false);
@@ -257,10 +258,14 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
 
 /** Version from package.json, for --version and events. */
 export function version(): string {
-  try {
-    return (JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
-  } catch {
-    return 'unknown';
+  // dist/controller/cli.js (bin/sandwich) or controller/cli.ts (tests): the repository's package.json.
+  for (const up of [['..'], ['..', '..']]) {
+    try {
+      return (JSON.parse(readFileSync(join(__dirname, ...up, 'package.json'), 'utf8')) as { version: string }).version;
+    } catch {
+      // not there
+    }
   }
+  return 'unknown';
 }
 

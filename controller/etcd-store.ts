@@ -304,15 +304,15 @@ export class EtcdStore implements CoordinationStore {
     if (this.closed) throw new StoreError(`etcd ${what}: store is closed`);
     const ms = timeoutMs;
     let timer: NodeJS.Timeout | undefined;
-    const late = new StoreError(`etcd ${what}: no answer within ${ms} ms`);
+    let late: StoreError | null = null; // made only when needed: an Error's stack costs on every call
     const backstop = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(late), ms + 50);
+      timer = setTimeout(() => reject((late = new StoreError(`etcd ${what}: no answer within ${ms} ms`))), ms + 50);
     });
     const deadline = Date.now() + ms;
     try {
       return await Promise.race([callDeadline.run(deadline, () => fn()), backstop]);
     } catch (e) {
-      if (e === late) throw e;
+      if (late !== null && e === late) throw e;
       throw new StoreError(`etcd ${what}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
     } finally {
       clearTimeout(timer);
@@ -732,6 +732,26 @@ export class EtcdStore implements CoordinationStore {
     }
   }
 
+  /** Observation key → "state since" last seen by the watch. */
+  private readonly observationSeen = new Map<string, string>();
+
+  private observationChanged(put: boolean, key: string, value: Buffer): boolean {
+    if (!put) {
+      this.observationSeen.delete(key);
+      return true;
+    }
+    let sig: string;
+    try {
+      const v = JSON.parse(value.toString('utf8')) as { state?: unknown; since?: unknown };
+      sig = `${String(v.state)} ${String(v.since)}`;
+    } catch {
+      return true; // the reader reports the bad value
+    }
+    if (this.observationSeen.get(key) === sig) return false;
+    this.observationSeen.set(key, sig);
+    return true;
+  }
+
   private onWatchData(res: IWatchResponse): void {
     const kinds = new Set<StoreEvent>();
     const seen = performance.now();
@@ -739,6 +759,9 @@ export class EtcdStore implements CoordinationStore {
       const rel = ev.kv.key.toString('utf8').slice(this.prefix.length);
       const [segment, role] = rel.split('/');
       const kind = EVENT_OF_SEGMENT[segment ?? ''];
+      // A refresh (same state, same since: only updatedAt, streak, rtt moved) changes no decision:
+      // not an event. Staleness is the periodic decide tick's business.
+      if (kind === 'observations' && !this.observationChanged(ev.type === 'Put', rel, ev.kv.value)) continue;
       if (kind) kinds.add(kind);
       // Fast profile: a watch event comes after the commit, so it may start the takeover clock of a new
       // leader revision (and a standby need not campaign on every renewal to see it).

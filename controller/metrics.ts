@@ -1,6 +1,7 @@
 // Prometheus metrics (prom-client 15), fed from what the daemon already sees: every probe result,
-// every event, every reconcile result. The NodeController needs no change to be measured.
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+// every event, every reconcile result. The NodeController needs no change to be measured. Plus prom-client's
+// process and Node.js metrics (resident memory, heap, event-loop lag, GC), read at scrape time.
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Config, Role } from './config';
 import { pathGroupsOf } from './config';
 import type { EventLog, SandwichEvent } from './events';
@@ -75,6 +76,9 @@ export class Metrics {
     });
     this.driftCorrections = new Counter({ name: 'sandwich_drift_corrections_total', help: 'Reconcile passes that corrected drift, per driver', labelNames: ['driver'], registers });
     this.driverErrors = new Counter({ name: 'sandwich_driver_errors_total', help: 'Reconcile passes in which a driver failed', labelNames: ['driver'], registers });
+    // process_resident_memory_bytes, nodejs_heap_size_used_bytes, nodejs_eventloop_lag_seconds, …: issue 6 sets
+    // the controller an RSS goal (docs/benchmarks.md, bench/controller-rss.ts), so operators can watch it too.
+    collectDefaultMetrics({ register: this.registry });
     for (const r of ROLES) {
       this.leadershipAcquired.inc({ role: r }, 0);
       this.leadershipLost.inc({ role: r }, 0);

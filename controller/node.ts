@@ -10,6 +10,9 @@ import type { CoordinationStore, Leadership, NodeStatus } from './store';
 import { targetProblem } from './switchover';
 import type { Desired, Observation } from './types';
 
+/** Shortest time between the starts of two event-driven decide passes. */
+const DECIDE_GAP_MS = 100;
+
 export type Lifecycle = 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED';
 
 /** What the loop needs from failover/ (the Actuator implements it). */
@@ -144,7 +147,7 @@ export class NodeController {
     this.prober = this.deps.prober((o, changed) => this.onObservation(o, changed));
     this.unwatch = this.deps.store.watch((e) => {
       if (e === 'desired') void this.refreshDesired().then(() => this.kickReconcile(), (err) => this.storeTrouble('read desired', err));
-      if (e === 'observations' || e === 'drains' || e === 'maintenance') void this.decideNow();
+      if (e === 'observations' || e === 'drains' || e === 'maintenance') this.requestDecide();
       // A resigned or expired leader key: a standby campaigns now rather than at its next tick.
       if (e === 'switchover') void this.tick(true);
       if (e === 'leader' && !this.leadership) {
@@ -308,13 +311,18 @@ export class NodeController {
     }
   }
 
+  /** The VIP groups this node's role moves with its leadership (none on an egress node, usually). */
+  private leaderVipGroups() {
+    return this.config.vipGroups.filter((g) => g.role === this.role && g.mode === 'leader');
+  }
+
   /** After a pass that wanted the VIPs held (or not): undo if leadership lapsed meanwhile, else record and announce. */
   private async afterVipStep(wantVips: boolean, lapsed: string): Promise<void> {
     if (wantVips && !this.canAnnounce()) {
       await this.dropVips(lapsed);
     } else if (wantVips !== this.holdsVips) {
       this.holdsVips = wantVips;
-      const groups = this.config.vipGroups.filter((g) => g.role === this.role && g.mode === 'leader');
+      const groups = this.leaderVipGroups();
       if (wantVips && groups.length > 0) this.emit({ event: 'vip', node: this.self.name, reason: `holding VIP group${groups.map((g) => ` ${g.name}`).join(',')}; gratuitous ARP sent` });
     }
   }
@@ -386,7 +394,7 @@ export class NodeController {
     this.holdsVips = false;
     try {
       await this.deps.actuator.releaseVips();
-      if (held) this.emit({ event: 'vip', node: this.self.name, reason: `released VIP group: ${why}` });
+      if (held && this.leaderVipGroups().length > 0) this.emit({ event: 'vip', node: this.self.name, reason: `released VIP group: ${why}` });
     } catch (e) {
       this.error('release VIPs', e);
     }
@@ -412,9 +420,37 @@ export class NodeController {
   }
 
   private deciding = false;
+  /** An event asked for a decide pass that has not started yet. */
+  private decidePending = false;
+  private decideTimer: NodeJS.Timeout | null = null;
+  private lastDecideStart = Number.NEGATIVE_INFINITY;
+  private lastDecideMs = 0;
+
+  /**
+   * Store events ask for a decide pass: run one now if the last began long enough ago, else one right
+   * after the running pass or when the gap has passed. Never dropped; a burst costs one pass per gap.
+   * The gap (DECIDE_GAP_MS, or twice the last pass where passes are slow) keeps a stream of changes
+   * from keeping this node and etcd busy all the time.
+   */
+  private requestDecide(): void {
+    this.decidePending = true;
+    if (this.deciding || this.decideTimer || this.stopping) return;
+    const wait = this.lastDecideStart + Math.max(DECIDE_GAP_MS, 2 * this.lastDecideMs) - this.mono();
+    if (wait > 0) {
+      this.decideTimer = setTimeout(() => {
+        this.decideTimer = null;
+        this.requestDecide();
+      }, wait);
+      return;
+    }
+    void this.decideNow();
+  }
+
   private async decideNow(): Promise<void> {
     if (this.deciding || this.stopping) return;
     this.deciding = true;
+    this.decidePending = false;
+    const started = (this.lastDecideStart = this.mono());
     try {
       if (!(await this.isDecider())) return;
       const store = this.deps.store;
@@ -439,6 +475,8 @@ export class NodeController {
       this.storeTrouble('decide', e);
     } finally {
       this.deciding = false;
+      this.lastDecideMs = this.mono() - started;
+      if (this.decidePending) this.requestDecide();
     }
   }
 
@@ -578,6 +616,7 @@ export class NodeController {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     if (this.takeoverTimer) clearTimeout(this.takeoverTimer);
+    if (this.decideTimer) clearTimeout(this.decideTimer);
     this.unwatch?.();
     await this.reconcileRunning?.catch(() => undefined);
     // Active-active: the path goes first, so the router moves this node's flows to the others while its IPVS still forwards.

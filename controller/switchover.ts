@@ -52,5 +52,11 @@ export async function requestSwitchover(config: Config, store: CoordinationStore
     await new Promise((r) => setTimeout(r, 20));
   }
   await store.deleteSwitchover(role).catch(() => undefined);
+  const last = await store.getLeader(role).catch(() => leader);
+  if (last === null) {
+    // The leader acted on the request (it resigned for the target, which it keeps honouring); only the takeover is late.
+    throw new SwitchoverRefused(`${leader.node} released ${role} leadership, but no new leader within ${waitMs} ms; the takeover continues (see \`sandwich status\`)`);
+  }
+  if (last.node !== leader.node) return `${role} leadership moved from ${leader.node} to ${last.node} in ${Math.round(performance.now() - started)} ms`;
   throw new SwitchoverRefused(`${role} leadership did not move from ${leader.node} within ${waitMs} ms; request withdrawn`);
 }

@@ -269,6 +269,8 @@ export class Actuator {
   private readonly routes: RoutesDriver;
   private readonly routes6: RoutesDriver;
   private readonly conntrack: ConntrackDriver;
+  /** Flushes that failed ("ipv4:fw1"): retried on the next passes while that firewall's table still points away from it. */
+  private readonly pendingFlush = new Set<string>();
   private readonly vips: VipGroup[];
   /** Active-active groups: this node's path addresses. */
   private readonly paths: VipGroup[];
@@ -506,10 +508,16 @@ export class Actuator {
     const routes6 = wants.routes6 ? await this.step<RoutesResult>('routes6', results, errors, () => this.routes6.reconcile(wants.routes6!), wants.routes6) : null;
     if (this.node.role === 'egress' && this.config.egress.flushConntrack) {
       // A table that just moved away from its own firewall: that firewall's marked flows must be re-marked.
+      // A flush that failed is tried again on the next passes, as long as the table still points away.
       for (const [r, family] of [[routes, 'ipv4'], [routes6, 'ipv6']] as const) {
         for (const fw of this.config.firewalls) {
-          if (r && r.changedTables.includes(fw.table) && wants.egressVia.get(fw.name) !== fw.name) {
-            await this.step('conntrack', results, errors, () => this.conntrack.flushMark(fw.mark, family));
+          const key = `${family}:${fw.name}`;
+          if (wants.egressVia.get(fw.name) === fw.name) {
+            this.pendingFlush.delete(key);
+          } else if (r && (r.changedTables.includes(fw.table) || this.pendingFlush.has(key))) {
+            const done = await this.step('conntrack', results, errors, () => this.conntrack.flushMark(fw.mark, family));
+            if (done) this.pendingFlush.delete(key);
+            else this.pendingFlush.add(key);
           }
         }
       }

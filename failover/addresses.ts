@@ -132,6 +132,8 @@ export class AddressesDriver {
       try {
         await this.runner.run('ip', args);
       } catch (e) {
+        // Added meanwhile by another writer (an operator, or a pass that raced this one): the verify below decides.
+        if (args[1] === 'add' && e instanceof CommandFailedError && /File exists/.test(stderrOf(e))) continue;
         throw wrapCommandError(driver, 'ip', args, e);
       }
     }

@@ -12,7 +12,7 @@ import {
   KernelParseError,
   KernelUnavailableError,
   KernelVerifyError,
-  runFor,
+  readProcFile,
   stderrOf,
   timer,
   wrapCommandError,
@@ -223,7 +223,7 @@ export async function readIpvs(runner: CommandRunner): Promise<IpvsKernelState> 
     throw wrapCommandError(DRIVER, 'ipvsadm', SAVE_ARGS, e);
   }
   const services = parseIpvsSave(save);
-  const proc = parseIpvsProc(await runFor(DRIVER, runner, 'cat', [PROC_FILE]));
+  const proc = parseIpvsProc(await readProcFile(DRIVER, runner, PROC_FILE));
   const order = new Map<string, string[]>();
   for (const s of services) {
     if (s.protocol !== 'fwmark' || s.fwmark === null) continue;

@@ -1,5 +1,6 @@
 // The one way this program runs external commands: execFile (no shell), a deadline, typed errors.
 import { execFile, spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 
 export interface CommandResult {
@@ -18,6 +19,8 @@ export interface RunOptions {
 
 export interface CommandRunner {
   run(file: string, args: readonly string[], opts?: RunOptions): Promise<CommandResult>;
+  /** A file (a /proc file of the runner's network namespace) without an exec; runners without it get `cat`. */
+  readFile?(path: string): Promise<string>;
 }
 
 export class CommandError extends Error {
@@ -51,6 +54,10 @@ export function formatCommand(file: string, args: readonly string[]): string {
 
 export class ExecRunner implements CommandRunner {
   constructor(private readonly defaultTimeoutMs = 5000, private readonly env: NodeJS.ProcessEnv = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' }) {}
+
+  readFile(path: string): Promise<string> {
+    return readFile(path, { encoding: 'utf8', signal: AbortSignal.timeout(this.defaultTimeoutMs) });
+  }
 
   run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<CommandResult> {
     const timeout = opts.timeoutMs ?? this.defaultTimeoutMs;

@@ -80,6 +80,16 @@ export async function runFor(driver: string, runner: CommandRunner, file: string
   }
 }
 
+/** A /proc file as text: read directly where the runner can (no exec), else through `cat`. */
+export async function readProcFile(driver: string, runner: CommandRunner, path: string): Promise<string> {
+  if (!runner.readFile) return runFor(driver, runner, 'cat', [path]);
+  try {
+    return await runner.readFile(path);
+  } catch (e) {
+    throw wrapCommandError(driver, 'cat', [path], e);
+  }
+}
+
 export function wrapCommandError(driver: string, file: string, args: readonly string[], e: unknown): DriverError {
   if (e instanceof DriverError) return e;
   const cmd = formatCommand(file, args);

@@ -16,6 +16,7 @@ parser.add_argument("--udp-echo", type=int, help="also echo UDP on this port")
 parser.add_argument("--udp-host", default="198.51.100.10", help="the UDP echo's address(es), comma-separated")
 parser.add_argument("--name", default="srv", help="server name put in the / body")
 parser.add_argument("--ready", help="file to create once listening")
+parser.add_argument("--idle-timeout", type=float, default=30.0, help="seconds a keep-alive connection may wait for its next request")
 args = parser.parse_args()
 
 BODIES = {"/": f"hello from {args.name}\n".encode(), "/health": b"ok\n"}
@@ -36,7 +37,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
     try:
         while True:
             try:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=30)
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=args.idle_timeout)
             except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError):
                 return
             lines = head.decode("latin-1").split("\r\n")

@@ -4,10 +4,13 @@ New requests: --rate per second (one new TCP connection each, "Connection: close
 addresses cycling through <prefix><first>..<prefix><last>, for at most --duration seconds or
 until --stop-file appears. Long-lived connections: --long N keep-alive connections from the
 last N source addresses, one request each per --long-interval seconds on the same connection;
-a connection that fails once is counted as lost (not reopened).
+a connection that fails once is counted as lost (not reopened). --long-per-src K opens K such
+connections per source address (their "src" is then "<address>#<j>"), --long-ramp spreads their
+opening over that many seconds, --long-timeout bounds each of their requests (default --timeout:
+a longer one lets a request ride out a failover on TCP retransmissions).
 Records go to --out (JSON lines, flushed as they come):
   {"k":"req","t":<unix s>,"src":..,"ok":bool,"ms":..,"err":..}
-  {"k":"long","t":..,"src":..,"ok":bool,"ms":..,"err":..,"seq":n}
+  {"k":"long","t":..,"src":..,"port":<local port>,"ok":bool,"ms":..,"err":..,"seq":n}
   {"k":"end","t":..,"long":{"<src>":"alive"|"lost at <t>"}}
 More streams in the same process (other services, IPv6, UDP): --extra "name=web6,host=2001:db8:100::10,
 port=80,prefix=2001:db8:c::,rate=3,long=2,out=FILE" (keys: name, proto tcp|udp, host, port, prefix,
@@ -33,6 +36,9 @@ p.add_argument("--first", type=int, default=10)
 p.add_argument("--last", type=int, default=34)
 p.add_argument("--long", type=int, default=6, help="long-lived connections (sources after --last)")
 p.add_argument("--long-interval", type=float, default=1.0)
+p.add_argument("--long-per-src", type=int, default=1, help="long-lived connections per source address")
+p.add_argument("--long-ramp", type=float, default=0.0, help="spread the long-lived connections' opening over this many seconds")
+p.add_argument("--long-timeout", type=float, help="seconds per request on a long-lived connection (default: --timeout)")
 p.add_argument("--host", default="198.51.100.10")
 p.add_argument("--port", type=int, default=80)
 p.add_argument("--timeout", type=float, default=2.0, help="seconds per request")
@@ -40,6 +46,12 @@ p.add_argument("--extra", action="append", default=[], help="another stream (see
 a = p.parse_args()
 if not (0 < a.rate <= 200) or not (0 < a.duration <= 3600) or a.first > a.last or a.long < 0:
     sys.exit("loadgen.py: need 0 < --rate <= 200, 0 < --duration <= 3600, --first <= --last, --long >= 0")
+if not (1 <= a.long_per_src and a.long * a.long_per_src <= 2000) or not (0 <= a.long_ramp <= 600):
+    sys.exit("loadgen.py: need --long-per-src >= 1, --long x --long-per-src <= 2000, 0 <= --long-ramp <= 600")
+if a.long_timeout is None:
+    a.long_timeout = a.timeout
+if not (0 < a.long_timeout <= 600):
+    sys.exit("loadgen.py: need 0 < --long-timeout <= 600")
 
 
 class Stream:
@@ -140,18 +152,20 @@ async def request(st, src: str) -> None:
             writer.close()
     st.rec({"k": "req", "t": round(t, 3), "src": src, "ok": err is None, "ms": round((time.monotonic() - t0) * 1000, 1), "err": err})
 
-async def long_lived(st, src: str, deadline: float) -> None:
+async def long_lived(st, addr: str, src: str, deadline: float, delay: float) -> None:
     seq, writer = 0, None
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(st.host, st.port, local_addr=(src, 0)), a.timeout)
+        await asyncio.sleep(delay)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(st.host, st.port, local_addr=(addr, 0)), a.long_timeout)
+        port = writer.get_extra_info("sockname")[1]
         st.long_state[src] = "alive"
         while time.monotonic() < deadline and not stopped():
             t, t0 = time.time(), time.monotonic()
             try:
-                await asyncio.wait_for(one_request(st, reader, writer, False), a.timeout)
-                st.rec({"k": "long", "t": round(t, 3), "src": src, "ok": True, "ms": round((time.monotonic() - t0) * 1000, 1), "seq": seq})
+                await asyncio.wait_for(one_request(st, reader, writer, False), a.long_timeout)
+                st.rec({"k": "long", "t": round(t, 3), "src": src, "port": port, "ok": True, "ms": round((time.monotonic() - t0) * 1000, 1), "seq": seq})
             except Exception as e:
-                st.rec({"k": "long", "t": round(t, 3), "src": src, "ok": False, "ms": round((time.monotonic() - t0) * 1000, 1), "err": err_text(e), "seq": seq})
+                st.rec({"k": "long", "t": round(t, 3), "src": src, "port": port, "ok": False, "ms": round((time.monotonic() - t0) * 1000, 1), "err": err_text(e), "seq": seq})
                 st.long_state[src] = f"lost at {t:.3f}"
                 return
             seq += 1
@@ -167,7 +181,11 @@ def stopped() -> bool:
 
 async def run(st, start: float, deadline: float) -> None:
     sources = [f"{st.prefix}{i}" for i in range(st.first, st.last + 1)]
-    longs = [asyncio.create_task(long_lived(st, f"{st.prefix}{st.last + 1 + i}", deadline)) for i in range(st.long)]
+    per_src, ramp = (a.long_per_src, a.long_ramp) if st is main_stream else (1, 0.0)   # --long-per-src/--long-ramp: main stream
+    n_long = max(1, st.long * per_src)
+    longs = [asyncio.create_task(long_lived(
+        st, f"{st.prefix}{st.last + 1 + i}", f"{st.prefix}{st.last + 1 + i}" + (f"#{j}" if per_src > 1 else ""), deadline,
+        ramp * (i * per_src + j) / n_long)) for i in range(st.long) for j in range(per_src)]
     tasks, n = set(), 0
     while time.monotonic() < deadline and not stopped():
         t = asyncio.create_task(request(st, sources[n % len(sources)]))

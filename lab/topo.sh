@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The firewall sandwich in network namespaces (addressing plan and picture: lab/README.md).
 #
-#   lab/topo.sh up [--seed] [--vip lb1|lb2|none] [--scheduler sh|mh] [--no-ipvs] [--ipv6] [--services]
+#   lab/topo.sh up [--seed] [--vip lb1|lb2|none] [--scheduler sh|mh] [--no-ipvs] [--sync-link] [--ipv6] [--services]
 #   lab/topo.sh down
 #
 # up builds: namespaces client ir lb1 lb2 fw1 fw2 er1 srv etcd, bridges in the current (root)
@@ -12,6 +12,8 @@
 #   --vip X      put the VIP group (192.0.2.254/24, 10.1.0.254/24) on X (default: none, or lb1 with --seed)
 #   --no-ipvs    skip everything IPVS (for hosts whose kernel has no IPVS; also LAB_NO_IPVS=1).
 #                Client traffic then ends at the LB; probes through the firewalls still work.
+#   --sync-link  also a dedicated link between the firewalls for conntrackd (lab/statesync.sh; also
+#                LAB_SYNC_LINK=1): bridge brsync 10.8.0.0/24, fw1 eth2 10.8.0.11, fw2 eth2 10.8.0.12
 #   --ipv6       dual stack (also LAB_IPV6=1): every namespace also gets the IPv6 plan of lab/README.md
 #                (2001:db8::/32 sub-blocks, `nodad`), ip6tables firewalls equal to the IPv4 ones, er1's
 #                CONNMARK/MAC marks and `ip -6 rule`/tables 101/102, IPVS service fwmark 6 -6 (tcp/80),
@@ -49,7 +51,7 @@ down() {
     for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
     ip netns del "$ns"
   done
-  for p in "${BRIDGES[@]}"; do ip link del "$p" 2>/dev/null || true; done
+  for p in "${BRIDGES[@]}" brsync; do ip link del "$p" 2>/dev/null || true; done
   rm -rf "${LAB_RUN:?}/topo" "$LAB_RUN/httpd.ready"
 }
 
@@ -108,7 +110,8 @@ script_for() {
       echo "addr add 10.1.0.1$n/24 dev eth0"
       echo "addr add 10.2.0.1$n/24 dev eth1"
       echo "route add 198.51.100.0/24 via 10.2.0.1 dev eth1"
-      echo "route add 203.0.113.0/24 via 10.1.0.254 dev eth0" ;;     # back through the LB pair's VIP
+      echo "route add 203.0.113.0/24 via 10.1.0.254 dev eth0"       # back through the LB pair's VIP
+      [ -z "$SYNC_LINK" ] || echo "addr add 10.8.0.1$n/24 dev eth2" ;;   # conntrackd's sync link
     er1)
       echo "addr add 10.2.0.1/24 dev eth0"
       echo "addr add 10.2.0.21/32 dev eth0"      # probe source via fw1
@@ -132,8 +135,8 @@ script_for() {
   esac
   echo "EOF"
   [ -z "$IPV6" ] || { echo "ip -6 -batch - <<'EOF'"; v6_lines "$ns"; echo "EOF"; }
-  [ "$ns" = srv ] && printf 'setsid /usr/bin/python3 %q --port %s --ready %q%s > %q 2>&1 < /dev/null &\n' \
-    "$HERE/httpd.py" "80${SVC:+,443,7}" "$LAB_RUN/httpd.ready" "${IPV6:+ --host 0.0.0.0,::}${SVC:+ --udp-echo 7 --udp-host 198.51.100.10${IPV6:+,2001:db8:100::10}}" "$LAB_LOGS/httpd.log"
+  [ "$ns" = srv ] && printf 'setsid /usr/bin/python3 %q --port %s --idle-timeout %q --ready %q%s > %q 2>&1 < /dev/null &\n' \
+    "$HERE/httpd.py" "80${SVC:+,443,7}" "${LAB_HTTPD_IDLE_S:-30}" "$LAB_RUN/httpd.ready" "${IPV6:+ --host 0.0.0.0,::}${SVC:+ --udp-echo 7 --udp-host 198.51.100.10${IPV6:+,2001:db8:100::10}}" "$LAB_LOGS/httpd.log"
   case $ns in
     lb1 | lb2)
       echo "iptables-restore <<'EOF'"
@@ -341,8 +344,9 @@ up() {
 
 cmd=${1:-}
 [ $# -gt 0 ] && shift
-SEED='' VIP='' NO_IPVS=${LAB_NO_IPVS:-} SCHED=sh IPV6=${LAB_IPV6:-} SVC=${LAB_SERVICES:-}
+SEED='' VIP='' NO_IPVS=${LAB_NO_IPVS:-} SCHED=sh SYNC_LINK=${LAB_SYNC_LINK:-} IPV6=${LAB_IPV6:-} SVC=${LAB_SERVICES:-}
 [ "$NO_IPVS" = 0 ] && NO_IPVS=
+[ "$SYNC_LINK" = 0 ] && SYNC_LINK=
 [ "$IPV6" = 0 ] && IPV6=
 [ "$SVC" = 0 ] && SVC=
 while [ $# -gt 0 ]; do
@@ -350,6 +354,7 @@ while [ $# -gt 0 ]; do
     --seed) SEED=1 ;;
     --vip) [ $# -ge 2 ] || die "--vip needs lb1, lb2 or none"; VIP=$2; shift ;;
     --no-ipvs) NO_IPVS=1 ;;
+    --sync-link) SYNC_LINK=1 ;;
     --ipv6) IPV6=1 ;;
     --services) SVC=1 ;;
     --scheduler) [ $# -ge 2 ] || die "--scheduler needs sh or mh"; SCHED=$2; shift ;;
@@ -360,9 +365,10 @@ done
 case $SCHED in sh | mh) ;; *) die "--scheduler must be sh or mh, not \"$SCHED\"" ;; esac
 [ -n "$VIP" ] || { [ -n "$SEED" ] && VIP=lb1 || VIP=none; }
 case $VIP in lb1 | lb2) ;; none) VIP= ;; *) die "--vip must be lb1, lb2 or none, not \"$VIP\"" ;; esac
+if [ -n "$SYNC_LINK" ]; then BRIDGES+=(brsync); PORTS+=(fw1:eth2:brsync fw2:eth2:brsync); fi
 [ "$(id -u)" -eq 0 ] || die "must run as root"
 case $cmd in
   up) up ;;
   down) down ;;
-  *) die "usage: lab/topo.sh up [--seed] [--vip lb1|lb2|none] [--scheduler sh|mh] [--no-ipvs] [--ipv6] [--services] | down" ;;
+  *) die "usage: lab/topo.sh up [--seed] [--vip lb1|lb2|none] [--scheduler sh|mh] [--no-ipvs] [--sync-link] [--ipv6] [--services] | down" ;;
 esac

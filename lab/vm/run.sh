@@ -53,6 +53,13 @@ t_initrd=$(date +%s.%N)
 # The controller for the lab scripts (lab/run-lib.sh stage_app): one bundled file with its V8 code
 # cache (lab/vm/bundle.js); without esbuild, bin/, dist/ and the run-time dependencies in one tar
 # (one 9p stream instead of ~1700 small files).
+# A dist/ older than the sources would put stale code in the VM: rebuild it first (tsc, seconds).
+if command -v node > /dev/null && [ -f "$REPO/tsconfig.build.json" ] && [ -x "$REPO/node_modules/.bin/tsc" ] \
+  && { [ ! -f "$REPO/dist/controller/cli.js" ] || [ -n "$(cd "$REPO" && find bin controller checks failover -newer dist/controller/cli.js -name '*.ts' -print -quit)" ]; }; then
+  echo "run.sh: dist/ is older than the sources: npm run build" >&2
+  (cd "$REPO" && node_modules/.bin/tsc -p tsconfig.build.json) || { echo "run.sh: the build failed" >&2; exit 2; }
+  touch "$REPO/dist/controller/cli.js"
+fi
 if [ -f "$REPO/dist/controller/cli.js" ] && command -v node > /dev/null; then
   mkdir -p "$LAB_OUT/vm"
   rm -rf "$LAB_OUT/vm/app" "$LAB_OUT/vm/app.tar"

@@ -238,6 +238,31 @@ describe('watch', () => {
   });
 });
 
+describe('watch: observation refreshes', () => {
+  test('a refresh (only updatedAt, streak, rtt moved) is no event; a new state, a new since or a delete is', async () => {
+    const name = uniqueCluster();
+    const s = pool.make(name).store;
+    const seen: StoreEvent[] = [];
+    const off = s.watch((e) => seen.push(e));
+    await sleep(100);
+    const o = observation('lb1', 'fw1', 'path');
+    await s.putObservation(o);
+    await waitFor('the first put', () => seen.length === 1, 2000);
+    for (let i = 1; i <= 5; i++) await s.putObservation({ ...o, updatedAt: o.updatedAt + i, streak: o.streak + i, rttMs: i });
+    await s.putObservation({ ...o, state: 'down', since: 10, updatedAt: 20, lastError: 'timeout' });
+    await waitFor('the state change', () => seen.length === 2, 2000);
+    await s.putObservation({ ...o, state: 'down', since: 30, updatedAt: 30 }); // down again, a new episode
+    await waitFor('the new since', () => seen.length === 3, 2000);
+    await raw.delete().key(`/sandwich/${name}/observations/lb1/fw1/path`);
+    await waitFor('the delete', () => seen.length === 4, 2000);
+    await s.putObservation({ ...o, state: 'down', since: 30, updatedAt: 40 }); // back after the delete: new again
+    await waitFor('the put after the delete', () => seen.length === 5, 2000);
+    await sleep(150);
+    expect(seen).toEqual(['observations', 'observations', 'observations', 'observations', 'observations']);
+    off();
+  });
+});
+
 describe('latency', () => {
   test('500 lease-bound puts: p50/p99 (measured, loosely bounded)', async () => {
     const s = pool.make(uniqueCluster()).store;

@@ -10,7 +10,7 @@ const dir = mkdtempSync(join(tmpdir(), 'sandwich-loadgen-'));
 const PORT = 20000 + (process.pid % 20000);
 let server: ChildProcess | null = null;
 
-interface Rec { k: string; t: number; src?: string; ok?: boolean; ms?: number; err?: string | null; requests?: number; long?: Record<string, string> }
+interface Rec { k: string; t: number; src?: string; port?: number; ok?: boolean; ms?: number; err?: string | null; requests?: number; long?: Record<string, string> }
 
 function loadgen(out: string, args: string[]): Promise<Rec[]> {
   return new Promise((resolve, reject) => {
@@ -49,6 +49,21 @@ describe('lab/loadgen.py', () => {
     expect(longs.every((r) => r.src === '127.0.0.5' && r.ok)).toBe(true);
     const end = recs.find((r) => r.k === 'end')!;
     expect(end.long).toEqual({ '127.0.0.5': 'alive' });
+  }, 30_000);
+
+  it('opens several long-lived connections per source, spread over the ramp, each with its own id and port', async () => {
+    const recs = await loadgen(join(dir, 'many.jsonl'), ['--rate', '2', '--duration', '2', '--long', '2', '--long-per-src', '3',
+      '--long-ramp', '0.6', '--long-interval', '0.4', '--long-timeout', '5']);
+    const longs = recs.filter((r) => r.k === 'long');
+    const ids = ['127.0.0.5#0', '127.0.0.5#1', '127.0.0.5#2', '127.0.0.6#0', '127.0.0.6#1', '127.0.0.6#2'];
+    expect(new Set(longs.map((r) => r.src))).toEqual(new Set(ids));
+    expect(longs.every((r) => r.ok)).toBe(true);
+    const ports = new Map(longs.map((r) => [r.src, r.port]));
+    expect(new Set(ports.values()).size).toBe(6);
+    // The ramp: the last connection's first request starts about 0.5 s after the first one's.
+    const first = (id: string) => Math.min(...longs.filter((r) => r.src === id).map((r) => r.t));
+    expect(first('127.0.0.6#2') - first('127.0.0.5#0')).toBeGreaterThan(0.3);
+    expect(Object.keys(recs.find((r) => r.k === 'end')!.long!).sort()).toEqual(ids);
   }, 30_000);
 
   it('records failures (nothing listening) as data and keeps going until the duration ends', async () => {
@@ -94,5 +109,6 @@ describe('lab/loadgen.py', () => {
 
   it('rejects unbounded settings', async () => {
     await expect(loadgen(join(dir, 'x.jsonl'), ['--rate', '1000'])).rejects.toThrow(/--rate/);
+    await expect(loadgen(join(dir, 'x.jsonl'), ['--long', '10', '--long-per-src', '300'])).rejects.toThrow(/--long-per-src/);
   });
 });

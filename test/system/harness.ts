@@ -95,7 +95,8 @@ export class NetnsSandwich {
 
   async stop(node: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
     const c = this.controllers.get(node);
-    if (!c || c.proc.exitCode !== null) return c?.proc.exitCode ?? null;
+    // Already gone (exited, or killed by a signal: then exitCode stays null and signalCode is set).
+    if (!c || c.proc.exitCode !== null || c.proc.signalCode !== null) return c?.proc.exitCode ?? null;
     const exited = new Promise<number | null>((r) => c.proc.once('exit', (code) => r(code)));
     c.proc.kill(signal);
     const code = await Promise.race([exited, sleep(10_000).then(() => 'timeout' as const)]);

@@ -18,6 +18,14 @@ describe('sandwich CLI', () => {
   beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'sw-cli-'))));
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
+  it('--version and -V: the version from package.json, exit 0', async () => {
+    const { version } = JSON.parse(readFileSync(join(__dirname, '../../package.json'), 'utf8')) as { version: string };
+    for (const flag of ['--version', '-V']) {
+      const r = await run(flag);
+      expect({ ...r, out: r.out.trim() }).toEqual({ code: 0, out: version, err: '' });
+    }
+  });
+
   it('check-config: 0 and a summary for a valid file', async () => {
     const r = await run('check-config', EXAMPLE);
     expect(r.code).toBe(0);

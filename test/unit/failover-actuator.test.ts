@@ -144,6 +144,36 @@ describe('Actuator on an egress node (er1)', () => {
     expect(k.conntrackFlushes).toEqual([1]);
   });
 
+  it('a flush that failed is retried on the next pass while the table points away, and dropped once it points home', async () => {
+    const k = new FakeKernel(['eth0', 'eth1', 'lo']);
+    const r = new FakeRunner(k.handle);
+    const act = new Actuator(config, 'er1', r, { timers: new ManualTimers() });
+    await act.reconcile(null, { holdsVips: false });
+    const fw1Down = previousDesired(config, { fw1: 'down', fw2: 'up' });
+    k.conntrackFailures = 2;
+    const down = await act.reconcile(fw1Down, { holdsVips: false });
+    expect(down.errors.map((e) => e.driver)).toEqual(['conntrack']);
+    expect(down.applied.egressTables![0]).toMatchObject({ firewall: 'fw1', via: 'fw2' });
+    expect((await act.reconcile(fw1Down, { holdsVips: false })).errors.map((e) => e.driver)).toEqual(['conntrack']);
+    r.calls.length = 0;
+    const retried = await act.reconcile(fw1Down, { holdsVips: false });
+    expect(retried.errors).toEqual([]);
+    expect(writes(r)).toEqual(['conntrack -D -m 1']);
+    expect(k.conntrackFlushes).toEqual([1]);
+    r.calls.length = 0;
+    await act.reconcile(fw1Down, { holdsVips: false });
+    expect(writes(r)).toEqual([]);
+    // Failed while down, then fw1 came back before a retry: nothing left to flush.
+    k.conntrackFailures = 1;
+    await act.reconcile(previousDesired(config, { fw1: 'up', fw2: 'up' }), { holdsVips: false });
+    await act.reconcile(fw1Down, { holdsVips: false });
+    await act.reconcile(previousDesired(config, { fw1: 'up', fw2: 'up' }), { holdsVips: false });
+    r.calls.length = 0;
+    await act.reconcile(previousDesired(config, { fw1: 'up', fw2: 'up' }), { holdsVips: false });
+    expect(writes(r)).toEqual([]);
+    expect(k.conntrackFlushes).toEqual([1]);
+  });
+
   it('a hand-deleted rule is drift: reported and put back', async () => {
     const k = new FakeKernel(['eth0', 'eth1', 'lo']);
     const r = new FakeRunner(k.handle);

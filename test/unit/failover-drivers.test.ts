@@ -153,6 +153,18 @@ describe('IpvsDriver', () => {
     expect(st.order.get('-f 1')).toEqual(['10.1.0.11', '10.1.0.13', '10.1.0.12']);
   });
 
+  it('reads /proc/net/ip_vs without an exec when the runner can read files; a failed read names the file', async () => {
+    const r = new FakeRunner(() => fx('ipvsadm-Sn-readd.txt'));
+    const read: string[] = [];
+    const direct = Object.assign(r, { readFile: async (path: string) => (read.push(path), fx('proc-ip_vs-readd.txt')) });
+    const st = await readIpvs(direct);
+    expect(st.order.get('-f 1')).toEqual(['10.1.0.11', '10.1.0.13', '10.1.0.12']);
+    expect(read).toEqual(['/proc/net/ip_vs']);
+    expect(r.calls.map((c) => c.file)).toEqual(['ipvsadm']);
+    const broken = Object.assign(new FakeRunner(() => fx('ipvsadm-Sn-readd.txt')), { readFile: async () => Promise.reject(new Error('EACCES: permission denied')) });
+    await expect(readIpvs(broken)).rejects.toThrow(/cat \/proc\/net\/ip_vs: EACCES/);
+  });
+
   it('fails verification when ipvsadm -R exits 0 but a line did not apply (as the real one does)', async () => {
     const k = new FakeIpvs();
     k.apply('-A -f 1 -s sh -b sh-fallback');
@@ -288,6 +300,23 @@ describe('AddressesDriver', () => {
     r.calls.length = 0;
     expect((await new AddressesDriver(r).reconcile(want)).commands).toEqual([]);
     expect(writes(r)).toEqual([]);
+  });
+  it('an address added by another writer between read and add ("File exists") is verified, not an error', async () => {
+    const before = fx('ip-j-addr-show-dev-v0.json');
+    const after = before.replace('"local":"10.1.0.21"', '"local":"10.1.0.22"');
+    let reads = 0;
+    const r = new FakeRunner((c) => {
+      if (c.args[0] === '-j') return reads++ === 0 ? before : after;
+      return failed('ip', c.args, 2, 'RTNETLINK answers: File exists\n');
+    });
+    const res = await new AddressesDriver(r).reconcile({ present: [{ dev: 'v0', address: '10.1.0.22/32' }], absent: [] });
+    expect(res.commands).toEqual(['ip addr add 10.1.0.22/32 dev v0']);
+    // Still missing after "File exists" (e.g. the other writer removed it again): the verify says so.
+    const gone = new FakeRunner((c) => (c.args[0] === '-j' ? before : failed('ip', c.args, 2, 'RTNETLINK answers: File exists\n')));
+    await expect(new AddressesDriver(gone).reconcile({ present: [{ dev: 'v0', address: '10.1.0.22/32' }], absent: [] })).rejects.toThrow(/10\.1\.0\.22\/32 missing/);
+    // Any other failure of the add is an error.
+    const denied = new FakeRunner((c) => (c.args[0] === '-j' ? before : failed('ip', c.args, 2, 'RTNETLINK answers: Operation not permitted\n')));
+    await expect(new AddressesDriver(denied).reconcile({ present: [{ dev: 'v0', address: '10.1.0.22/32' }], absent: [] })).rejects.toThrow(/Operation not permitted/);
   });
   it('names a missing interface', async () => {
     const r = new FakeRunner((c) => failed('ip', c.args, 1, fx('ip-j-addr-show-dev-nosuch.stderr')));

@@ -97,6 +97,18 @@ describe('Metrics', () => {
     expect(await sample(b, 'sandwich_check_results_total', { firewall: 'fw1', check: 'path-http', result: 'success' })).toBeUndefined();
     expect(() => new Metrics(config(), 'nobody')).toThrow(/node "nobody" is not in the config/);
   });
+
+  test('process and Node.js metrics: resident memory and heap, with the node\'s labels, in each registry', async () => {
+    const a = new Metrics(config(), 'lb1');
+    const b = new Metrics(config(), 'lb2');
+    // Read from the exposition text: prom-client sets the heap gauges together when the registry is collected.
+    const value = (text: string, name: string) => Number(new RegExp(`^${name}\\{cluster="seed",node="lb\\d"\\} (\\d+)$`, 'm').exec(text)?.[1]);
+    const text = await a.text();
+    expect(value(text, 'process_resident_memory_bytes')).toBeGreaterThan(10 * 2 ** 20);
+    expect(value(text, 'nodejs_heap_size_used_bytes')).toBeGreaterThan(2 ** 20);
+    expect(value(await b.text(), 'nodejs_heap_size_used_bytes')).toBeGreaterThan(2 ** 20);
+    expect(text).toMatch(/^nodejs_heap_space_size_used_bytes\{space="old",cluster="seed",node="lb1"\} \d+$/m);
+  });
 });
 
 class QuietActuator implements NodeActuator {

@@ -88,4 +88,10 @@ describe('no shell anywhere', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  test('ExecRunner.readFile reads a /proc file (size 0 in stat) without an exec, and names a missing one', async () => {
+    const r = new ExecRunner(5000);
+    expect(await r.readFile('/proc/self/status')).toMatch(/^Name:\s+\S+/m);
+    await expect(r.readFile('/proc/net/no_such_file')).rejects.toThrow(/ENOENT/);
+  });
 });

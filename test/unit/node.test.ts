@@ -57,6 +57,18 @@ describe('NodeController (in-memory store)', () => {
     for (const n of running.splice(0)) await n.stop('test over');
   });
 
+  /** lb1 leading with the VIPs, lb2 running with healthy probes: a switchover target. */
+  async function leaderAndTarget(store: MemoryStore) {
+    const a = makeNode(store, 'lb1');
+    const b = makeNode(store, 'lb2');
+    running.push(a.node, b.node);
+    await a.node.start();
+    await until(() => a.actuator.last()?.holdsVips === true);
+    await b.node.start();
+    for (const fw of ['fw1', 'fw2']) b.prober().report(fw, 'path-http', 'up');
+    return { a, b };
+  }
+
   it('standalone: becomes leader, writes a desired state, holds the VIPs', async () => {
     const store = new MemoryStore();
     const { node, events, actuator } = makeNode(store, 'lb1');
@@ -115,6 +127,27 @@ describe('NodeController (in-memory store)', () => {
     expect(node.canAnnounce()).toBe(false);
   });
 
+  it('an egress leader that loses its leadership logs no "released VIP group" (it has none); an ingress leader does', async () => {
+    const store = new MemoryStore();
+    let validUntil = Number.POSITIVE_INFINITY;
+    const campaign = store.campaign.bind(store);
+    store.campaign = async (role, n) => {
+      const l = await campaign(role, n);
+      return l && ({ ...l, validUntil: () => validUntil } as Leadership);
+    };
+    const lb = makeNode(store, 'lb1');
+    const er = makeNode(store, 'er1');
+    running.push(lb.node, er.node);
+    await lb.node.start();
+    await er.node.start();
+    await until(() => lb.node.isLeader && er.node.isLeader && lb.actuator.last()?.holdsVips === true);
+    validUntil = performance.now() - 1;
+    const lost = (n: typeof lb) => n.events.events.some((e) => e.event === 'leader' && /validity expired/.test(e.reason));
+    await until(() => lost(lb) && lost(er), 1000);
+    await until(() => lb.events.events.some((e) => e.event === 'vip' && /^released VIP group/.test(e.reason)), 1000);
+    expect(er.events.events.filter((e) => e.event === 'vip')).toEqual([]);
+  });
+
   it('manual switchover moves leadership to a healthy target, and refuses an unhealthy one', async () => {
     const store = new MemoryStore();
     const a = makeNode(store, 'lb1');
@@ -132,6 +165,52 @@ describe('NodeController (in-memory store)', () => {
     expect(a.actuator.releases).toBeGreaterThan(0);
     expect(a.node.canAnnounce()).toBe(false);
     expect(a.events.events.some((e) => e.event === 'leader' && /resigned/.test(e.reason))).toBe(true);
+  });
+
+  it('switchover: a leader that resigned but whose target has not taken over yet is reported as such, not as withdrawn', async () => {
+    /** lb2's campaigns fail (its etcd calls stall, say): lb1 resigns for it, nobody leads within the wait. */
+    class NoTakeoverStore extends MemoryStore {
+      override async campaign(role: 'ingress' | 'egress', node: string): Promise<Leadership | null> {
+        return node === 'lb2' ? null : super.campaign(role, node);
+      }
+    }
+    const store = new NoTakeoverStore();
+    const { a } = await leaderAndTarget(store);
+    let seen = false;
+    const poll = setInterval(() => void store.listObservations().then((o) => (seen = o.some((x) => x.node === 'lb2'))), 20);
+    await until(() => seen).finally(() => clearInterval(poll));
+    await expect(requestSwitchover(config(), store, 'ingress', 'lb2', 'test', 1000)).rejects.toThrow(/lb1 released ingress leadership, but no new leader within 1000 ms; the takeover continues/);
+    expect(a.node.isLeader).toBe(false);
+  });
+
+  it('observation events: a burst costs about one decide pass per 100 ms, and the change at its end is decided', async () => {
+    class CountingStore extends MemoryStore {
+      passes = 0;
+      override async listObservations() {
+        this.passes++;
+        return super.listObservations();
+      }
+    }
+    const store = new CountingStore();
+    const slowTicks = parseConfig(yaml.replace('decideIntervalMs: 50', 'decideIntervalMs: 10000'));
+    const a = makeNode(store, 'lb1', { config: slowTicks });
+    running.push(a.node);
+    await a.node.start();
+    for (const fw of ['fw1', 'fw2']) a.prober().report(fw, 'path-http', 'up');
+    await until(() => a.actuator.last()?.desired?.firewalls.fw1?.state === 'up');
+    store.passes = 0;
+    const t0 = performance.now();
+    const o = a.prober().snapshot().find((x) => x.firewall === 'fw2')!;
+    for (let i = 1; i <= 100; i++) {
+      await store.putObservation({ ...o, node: 'lb2', updatedAt: o.updatedAt + i });
+      await wait(2);
+    }
+    a.prober().report('fw1', 'path-http', 'down');
+    await until(() => a.actuator.last()?.desired?.firewalls.fw1?.state === 'down', 1000);
+    const ms = performance.now() - t0;
+    // One pass per event would be ~100 (the in-memory store answers at once).
+    expect(store.passes).toBeGreaterThan(0);
+    expect(store.passes).toBeLessThanOrEqual(Math.ceil(ms / 100) + 2);
   });
 
   it('a leader-key event that arrives while a tick runs is not dropped: the target campaigns again at once', async () => {
@@ -214,13 +293,7 @@ describe('NodeController (in-memory store)', () => {
     // The CLI withdraws its request when leadership has not moved within its wait; a slow leader may
     // have read it just before. Once it resigns for the switchover, the target must get its turn.
     const store = new MemoryStore();
-    const a = makeNode(store, 'lb1');
-    const b = makeNode(store, 'lb2');
-    running.push(a.node, b.node);
-    await a.node.start();
-    await until(() => a.actuator.last()?.holdsVips === true);
-    await b.node.start();
-    for (const fw of ['fw1', 'fw2']) b.prober().report(fw, 'path-http', 'up');
+    const { a, b } = await leaderAndTarget(store);
     const resign = store.resign.bind(store);
     store.resign = async (l) => {
       await store.deleteSwitchover('ingress');   // the CLI's withdrawal, between the leader's read and its resignation
