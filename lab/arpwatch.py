@@ -117,27 +117,27 @@ with open(a.out, "a", buffering=1) as out:
                 pass
             seq += 1
             next_send = max(now, next_send + a.every)
-        close_old(now)
+        # Answers first, then close what is due: after a stall the answers wait in the socket.
         r, _, _ = select.select([s], [], [], max(0.0, min(next_send - time.monotonic(), 0.2)))
-        if not r:
-            continue
-        while True:
-            try:
-                frame, addr = s.recvfrom(128)
-            except BlockingIOError:
-                break
-            if addr[2] == socket.PACKET_OUTGOING or len(frame) < 42:
-                continue
-            op, = struct.unpack("!H", frame[20:22])
-            sha, spa, tha, tpa = frame[22:28], frame[28:32], frame[32:38], frame[38:42]
-            if spa != vip:
-                continue
-            if tpa == vip:   # gratuitous: announces the VIP (arping -U sends requests)
-                out.write(json.dumps({"k": "garp", "t": round(time.time(), 3), "node": name_of(sha), "mac": mac_str(sha), "op": op}) + "\n")
-                continue
-            if op == 2 and tha in fake:
-                slot = fake.index(tha)
-                if slot in pending:
-                    pending[slot][2].add(name_of(sha))
+        if r:
+            while True:
+                try:
+                    frame, addr = s.recvfrom(128)
+                except BlockingIOError:
+                    break
+                if addr[2] == socket.PACKET_OUTGOING or len(frame) < 42:
+                    continue
+                op, = struct.unpack("!H", frame[20:22])
+                sha, spa, tha, tpa = frame[22:28], frame[28:32], frame[32:38], frame[38:42]
+                if spa != vip:
+                    continue
+                if tpa == vip:   # gratuitous: announces the VIP (arping -U sends requests)
+                    out.write(json.dumps({"k": "garp", "t": round(time.time(), 3), "node": name_of(sha), "mac": mac_str(sha), "op": op}) + "\n")
+                    continue
+                if op == 2 and tha in fake:
+                    slot = fake.index(tha)
+                    if slot in pending:
+                        pending[slot][2].add(name_of(sha))
+        close_old(time.monotonic())
     close_old(time.monotonic() + a.settle, everything=True)
     out.write(json.dumps({"t": round(time.time(), 3), "end": True}) + "\n")
