@@ -51,6 +51,18 @@ function makeNode(store: MemoryStore, name: string, overrides: Partial<{ config:
   return { node, events, actuator, prober: () => prober };
 }
 
+/** A store whose leaderships stay valid until expire() (then their validity is in the past). */
+function expiringStore() {
+  const store = new MemoryStore();
+  let validUntil = Number.POSITIVE_INFINITY;
+  const campaign = store.campaign.bind(store);
+  store.campaign = async (role, n) => {
+    const l = await campaign(role, n);
+    return l && ({ ...l, validUntil: () => validUntil } as Leadership);
+  };
+  return { store, expire: () => void (validUntil = performance.now() - 1) };
+}
+
 describe('NodeController (in-memory store)', () => {
   const running: NodeController[] = [];
   afterEach(async () => {
@@ -111,37 +123,25 @@ describe('NodeController (in-memory store)', () => {
   });
 
   it('drops the VIP group as soon as its leadership can no longer be proven', async () => {
-    const store = new MemoryStore();
-    let validUntil = Number.POSITIVE_INFINITY;
-    const campaign = store.campaign.bind(store);
-    store.campaign = async (role, n) => {
-      const l = await campaign(role, n);
-      return l && ({ ...l, validUntil: () => validUntil } as Leadership);
-    };
+    const { store, expire } = expiringStore();
     const { node, actuator, events } = makeNode(store, 'lb1');
     running.push(node);
     await node.start();
     await until(() => actuator.last()?.holdsVips === true);
-    validUntil = performance.now() - 1;
+    expire();
     await until(() => actuator.releases > 0 && events.events.some((e) => e.event === 'leader' && /validity expired/.test(e.reason)), 1000);
     expect(node.canAnnounce()).toBe(false);
   });
 
   it('an egress leader that loses its leadership logs no "released VIP group" (it has none); an ingress leader does', async () => {
-    const store = new MemoryStore();
-    let validUntil = Number.POSITIVE_INFINITY;
-    const campaign = store.campaign.bind(store);
-    store.campaign = async (role, n) => {
-      const l = await campaign(role, n);
-      return l && ({ ...l, validUntil: () => validUntil } as Leadership);
-    };
+    const { store, expire } = expiringStore();
     const lb = makeNode(store, 'lb1');
     const er = makeNode(store, 'er1');
     running.push(lb.node, er.node);
     await lb.node.start();
     await er.node.start();
     await until(() => lb.node.isLeader && er.node.isLeader && lb.actuator.last()?.holdsVips === true);
-    validUntil = performance.now() - 1;
+    expire();
     const lost = (n: typeof lb) => n.events.events.some((e) => e.event === 'leader' && /validity expired/.test(e.reason));
     await until(() => lost(lb) && lost(er), 1000);
     await until(() => lb.events.events.some((e) => e.event === 'vip' && /^released VIP group/.test(e.reason)), 1000);
