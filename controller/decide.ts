@@ -33,8 +33,11 @@
  *
  * 6. Weight: up → configured weight; draining and down → 0.
  *
- * 7. egressVia: itself unless down. A down firewall's egress table points at the next up firewall
- *    in config order, cyclically after it; if none is up, the next draining one; else itself.
+ * 7. egressVia: itself unless down and not recovering. A down firewall's egress table points at the
+ *    next up firewall in config order, cyclically after it; if none is up, the next draining one;
+ *    else itself. A recovering firewall (healthy, in its hold-down) routes its own table again from
+ *    the start of the hold-down, so the egress nodes point it back at it before the ingress nodes
+ *    send it new flows (which come only when the hold-down ends).
  *
  * 8. Never remove the last (policy.allDown fail-open): if no firewall would be up, in this order
  *    of preference: (a) recovering firewalls that are not drained return to service before their
@@ -204,7 +207,7 @@ function decideScope(snapshot: Snapshot, votes: Votes, ignored: Map<string, Set<
     const v = verdicts.get(name)!;
     const prev = previous?.[name];
     const weight = v.state === 'up' ? a.fw.weight : 0;
-    const egressVia = v.state === 'down' && service === null ? egressTarget(name, order, verdicts) : name;
+    const egressVia = v.state === 'down' && service === null && a.health.kind !== 'recovering' ? egressTarget(name, order, verdicts) : name;
     const healthySince = v.state === 'down' && a.health.kind === 'recovering' ? a.health.healthySince : null;
     const stateChanged = prev === undefined || prev.state !== v.state;
     const failOpenChanged = (prev?.failOpen ?? false) !== v.failOpen;

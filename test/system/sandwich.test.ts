@@ -141,7 +141,7 @@ describe('system: controller core in network namespaces', () => {
     }
   });
 
-  it('a firewall that stops forwarding fails its path check only; er1 re-points its table and restores it after hold-down', async () => {
+  it('a firewall that stops forwarding fails its path check only; er1 re-points its table, and points it back before the hold-down ends', async () => {
     sh(lab.ns('fw1'), ['iptables', '-I', 'FORWARD', '1', '-j', 'DROP']);
     const t0 = performance.now();
     const { ms: repointMs } = await waitFor('table 101 via fw2', () => tableVia(101) === '10.2.0.12', 10_000, 10);
@@ -156,7 +156,10 @@ describe('system: controller core in network namespaces', () => {
     sh(lab.ns('fw1'), ['iptables', '-D', 'FORWARD', '1']);
     const t1 = performance.now();
     await waitFor('table 101 back via fw1', () => tableVia(101) === '10.2.0.11', 15_000, 20);
-    // Hold-down: not back before 1 s of health (plus rise).
+    // Egress first: the table points back at fw1 as soon as it is healthy, while it is still in its
+    // hold-down (down, weight 0), so replies follow before the LBs send it new flows.
+    expect(desiredState('fw1')).toBe('down');
+    await waitFor('fw1 back in service after the hold-down', () => desiredState('fw1') === 'up', 5000, 20);
     expect(performance.now() - t1).toBeGreaterThanOrEqual(1000);
     expect(performance.now() - t0).toBeGreaterThan(repointMs);
   });

@@ -128,13 +128,15 @@ function checkInvariants(s: Snapshot, d: Decision): void {
     const f = fs[fw.name]!;
     // weight is 0 iff not up; up means the configured weight.
     expect(f.weight).toBe(f.state === 'up' ? fw.weight : 0);
-    // egressVia names a configured firewall; never a down one while any is in service.
+    // egressVia names a configured firewall; never a down one while any is in service; a recovering
+    // firewall (down, healthySince set) routes its own table again.
     expect(fs[f.egressVia]).toBeDefined();
-    if (f.state !== 'down') expect(f.egressVia).toBe(fw.name);
+    if (f.state !== 'down' || f.healthySince !== null) expect(f.egressVia).toBe(fw.name);
     else if (anyUp) expect(fs[f.egressVia]!.state).toBe('up');
     else if (anyDraining) expect(fs[f.egressVia]!.state).toBe('draining');
     else expect(f.egressVia).toBe(fw.name);
     if (inService) expect(fs[f.egressVia]!.state === 'down' && f.egressVia !== fw.name).toBe(false);
+    if (f.state === 'down' && f.egressVia !== fw.name) expect(f.healthySince).toBeNull();
     if (f.healthySince !== null) expect(f.state).toBe('down');
     if (f.failOpen) expect(f.state).toBe('up');
     // since moves exactly when the state changes.

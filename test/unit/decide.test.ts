@@ -69,7 +69,8 @@ describe('decide: evidence and fusion', () => {
     expect(states(decide(snapshot(seed).previous(prev).build()))).toEqual({ fw1: 'down', fw2: 'up' });
     const tie = snapshot(seed).leader('er1').previous(prev)
       .see('lb1', 'fw1', 'path-http', 'up').see('lb2', 'fw1', 'path-http', 'down')
-      .see('lb1', 'fw2', 'path-http', 'up').see('lb2', 'fw2', 'path-http', 'down').build();
+      // lb2 sees fw2 up: not a broken observer (one that sees every firewall down is ignored, which would make fw1 recovering).
+      .see('lb1', 'fw2', 'path-http', 'up').see('lb2', 'fw2', 'path-http', 'up').build();
     const d = decide(tie);
     expect(states(d)).toEqual({ fw1: 'down', fw2: 'up' });
     expect(d.changed).toBe(false);
@@ -134,18 +135,20 @@ describe('decide: hold-down', () => {
   it('keeps a recovered firewall down until it has been healthy for holdDownMs, exactly at the boundary', () => {
     const b = snapshot(seed).seeAll('up').previous(prevDown);
     const d0 = decide(b.build());
-    expect(d0.desired.firewalls.fw1).toMatchObject({ state: 'down', healthySince: T0, weight: 0, egressVia: 'fw2' });
+    // Recovering: still out of IPVS (weight 0), but its egress table points back at it from now on, so the
+    // egress nodes have moved it back before the ingress nodes send it new flows at the hold-down's end.
+    expect(d0.desired.firewalls.fw1).toMatchObject({ state: 'down', healthySince: T0, weight: 0, egressVia: 'fw1' });
     expect(reasonOf(d0, 'fw1')).toBe('fw1 recovering: healthy since 12:00:00.000, back in service at 12:00:10.000');
-    expect(d0).toMatchObject({ changed: false, reasons: [] });
-    expect(d0.desired.revision).toBe(4);
+    expect(d0).toMatchObject({ changed: true, reasons: ['fw1 egress now via fw1 (was fw2)'] });
+    expect(d0.desired.revision).toBe(5);
 
     const d1 = again(b, d0, T0 + 9_999);
-    expect(d1.desired.firewalls.fw1).toMatchObject({ state: 'down', healthySince: T0 });
+    expect(d1.desired.firewalls.fw1).toMatchObject({ state: 'down', healthySince: T0, egressVia: 'fw1' });
     expect(d1.changed).toBe(false);
 
     const d2 = again(b, d1, T0 + 10_000);
     expect(d2.desired.firewalls.fw1).toMatchObject({ state: 'up', weight: 100, egressVia: 'fw1', healthySince: null, since: T0 + 10_000 });
-    expect(d2.desired.revision).toBe(5);
+    expect(d2.desired.revision).toBe(6);
     expect(d2.reasons).toEqual(['fw1 up: healthy since 12:00:00.000, hold-down of 10000 ms passed; path-http ok; ingress-leg ok; egress-leg ok']);
   });
 
