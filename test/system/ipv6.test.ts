@@ -266,8 +266,12 @@ test('IPv6 egress: probes over IPv6 (ICMP, TCP, HTTP) take fw1 down and its IPv6
 
     x('f1', 'ip6tables', '-w', '-F', 'INPUT');
     const back = await waitFor('fw1 IPv6 table via fw1 again', () => table101().includes('via 2001:db8:2::11'), 20_000, 20);
-    console.log(`IPv6 egress: fw1 blocked → table 101 via fw2 after ${failed.ms.toFixed(0)} ms (checks every 400 ms, fall 2); repaired → via fw1 after ${back.ms.toFixed(0)} ms (rise 2 + hold-down 1500 ms)`);
-    expect(back.ms).toBeGreaterThan(1500);
+    console.log(`IPv6 egress: fw1 blocked → table 101 via fw2 after ${failed.ms.toFixed(0)} ms (checks every 400 ms, fall 2); repaired → via fw1 after ${back.ms.toFixed(0)} ms (rise 2; egress goes back at the start of the 1500 ms hold-down)`);
+    // Egress first: back via fw1 once it is healthy (rise 2 × 400 ms), while still in its hold-down.
+    const upAfterHoldDown = /"reason":"fw1 up: healthy since [^"]*hold-down of 1500 ms passed/;
+    expect(back.ms).toBeGreaterThan(400);
+    expect(readFileSync(join(dir, 'er1.events.log'), 'utf8')).not.toMatch(upAfterHoldDown);
+    await waitFor('fw1 up after its hold-down', () => upAfterHoldDown.test(readFileSync(join(dir, 'er1.events.log'), 'utf8')), 10_000, 50);
   } catch (e) {
     console.log(out.join('').slice(-4000));
     throw e;
