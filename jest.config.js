@@ -20,10 +20,10 @@ module.exports = {
     { ...base, displayName: 'coordination', testMatch: ['<rootDir>/test/integration/coordination-*.test.ts'] },
     { ...base, displayName: 'system', testMatch: ['<rootDir>/test/system/**/*.test.ts'] },
     // Lab tooling: the load generator and the analyzer.
-    { ...base, displayName: 'lab', testMatch: ['<rootDir>/test/lab/**/*.test.ts'], testPathIgnorePatterns: ['/vm-scenarios\\.test\\.ts$', '/vm-statesync\\.test\\.ts$'] },
-    // The VM scenario subset (fw1-blackhole, drift, failover, leader-kill in one VM boot, ~5 min on a quiet
-    // host, bounded at 30 min) and the state-synced firewalls (lab/statesync.sh sync-repoint, one VM boot, 221 s):
-    // real IPVS in qemu. In scripts/test; alone: npm run test:vm.
-    { ...base, displayName: 'vm', testMatch: ['<rootDir>/test/lab/vm-scenarios.test.ts', '<rootDir>/test/lab/vm-statesync.test.ts'] },
+    { ...base, displayName: 'lab', testMatch: ['<rootDir>/test/lab/**/*.test.ts'], testPathIgnorePatterns: ['/vm-[\\w-]+\\.test\\.ts$'] },
+    // Real IPVS in qemu, one VM boot per file (test/lab/vm-run.ts): the scenario subset (~5-7 min on a quiet
+    // host), state-synced firewalls (~4 min), services + IPv6, the active-active LB pair. In scripts/test;
+    // alone: npm run test:vm.
+    { ...base, displayName: 'vm', testMatch: ['<rootDir>/test/lab/vm-*.test.ts'] },
   ],
 };

@@ -618,8 +618,9 @@ export class NodeController {
     if (this.takeoverTimer) clearTimeout(this.takeoverTimer);
     if (this.decideTimer) clearTimeout(this.decideTimer);
     this.unwatch?.();
-    await this.reconcileRunning?.catch(() => undefined);
-    // Active-active: the path goes first, so the router moves this node's flows to the others while its IPVS still forwards.
+    // Active-active: the path goes first, so the router moves this node's flows to the others while its IPVS still
+    // forwards. It does not wait for a running reconcile pass (seconds on a slow host): that pass asks wantPaths()
+    // (false from now on) before each path step, and the release queues behind a path step already under way.
     if (this.hasPaths && this.deps.actuator.releasePaths) {
       try {
         await this.deps.actuator.releasePaths();
@@ -629,6 +630,7 @@ export class NodeController {
         this.error('withdraw path', e);
       }
     }
+    await this.reconcileRunning?.catch(() => undefined);
     await this.prober?.stop();
     await this.dropVips('controller stopping');
     const l = this.leadership;

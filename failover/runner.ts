@@ -107,7 +107,17 @@ export class FakeRunner implements CommandRunner {
   async run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<CommandResult> {
     const call: RecordedCall = opts.input === undefined ? { file, args: [...args] } : { file, args: [...args], input: opts.input };
     this.calls.push(call);
-    const out = await this.handler(call);
+    const answer = Promise.resolve(this.handler(call));
+    const signal = opts.signal;
+    // Like ExecRunner: an abort ends the command at once with CommandTimeoutError ("aborted").
+    const out = signal
+      ? await new Promise<FakeAnswer>((resolve, reject) => {
+          const aborted = () => reject(new CommandTimeoutError(file, args, `${formatCommand(file, args)}: aborted`, null, ''));
+          if (signal.aborted) return aborted();
+          signal.addEventListener('abort', aborted, { once: true });
+          answer.then(resolve, reject).finally(() => signal.removeEventListener('abort', aborted));
+        })
+      : await answer;
     if (out instanceof Error) throw out;
     if (typeof out !== 'string') return { stdout: out.stdout, stderr: out.stderr ?? '', durationMs: 0 };
     return { stdout: out, stderr: '', durationMs: 0 };

@@ -175,8 +175,9 @@ export class VipGroup {
       const how = v6 ? 're-add' : 'arping';
       const t0 = this.timers.now();
       const wall = timer();
+      const signal = this.abort.signal;
       const p = this.runner
-        .run(file, args, { signal: this.abort.signal, timeoutMs, ...(input ? { input } : {}) })
+        .run(file, args, { signal, timeoutMs, ...(input ? { input } : {}) })
         .then(
           () => {
             this.record({ reason, address: ip, dev: a.dev, ok: true, durationMs: wall(), how });
@@ -185,6 +186,10 @@ export class VipGroup {
           (e: unknown) => {
             const error = e instanceof Error ? e.message : String(e);
             this.record({ reason, address: ip, dev: a.dev, ok: false, error, durationMs: wall(), how });
+            if (signal.aborted) {   // our own stop (release, shutdown): not a failure
+              this.log({ level: 'info', driver: this.driver, message: `announcement of ${ip} on ${a.dev} (${reason}) stopped: the addresses are being released`, reason, durationMs: wall() });
+              return;
+            }
             this.log({ level: 'error', driver: this.driver, message: `${v6 ? 'neighbour advertisement' : 'gratuitous ARP'} for ${ip} on ${a.dev} (${reason}) failed: ${error}`, reason, durationMs: wall() });
           },
         )

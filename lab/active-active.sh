@@ -2,7 +2,7 @@
 # Active-active LB pair behind the upstream router's ECMP route (issue #8 part 3; docs/active-active.md),
 # inside the VM:   flock /tmp/sandwich-heavy.lock lab/vm/run.sh lab/active-active.sh 2400 [-- <scenario...>|all]
 #
-# Topology: lab/topo.sh (no VIP, no seed real servers), then the active-active variant (aa_topo):
+# Topology: lab/topo.sh --wires (no VIP, no seed real servers), then the active-active variant (aa_topo):
 #   ir:      198.51.100.0/24 nexthop via 192.0.2.21 (lb1's path) nexthop via 192.0.2.22 (lb2's path),
 #            fib_multipath_use_neigh=1 (a next hop whose neighbour entry is FAILED is skipped),
 #            fib_multipath_hash_policy=1 (L4: one client's connections spread over both LBs),
@@ -26,6 +26,10 @@
 # Writes $LAB_OUT/active-active/{results.json,summary.md,<name>/…}. Exit 1 if an essential check failed.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# User-space cables client–ir and srv–er1 (lab/wire.py): without them the clients' TCP confirms ir's neighbour
+# entries across the namespaces and ir never notices a withdrawn path (lab/README.md, "The wire").
+export LAB_WIRES=1
+export LAB_ETCD_MEMBERS=${LAB_ETCD_MEMBERS:-1}   # one member: three idle ones take a third of the VM; no scenario needs three
 # shellcheck source=lab/lib.sh
 . "$HERE/lib.sh"
 # shellcheck source=lab/run-lib.sh
@@ -45,7 +49,7 @@ echo '[]' > "$S/results.json"
 T0=$EPOCHREALTIME
 RATE=${AA_RATE:-10} LONG=${AA_LONG:-12}
 LAST=$((40 - LONG))   # long-lived connections come from the sources after --last (topo: clients .10-.40)
-trap 'loadgen_stop 2>/dev/null || true; lab_down > /dev/null 2>&1 || true' EXIT
+trap 'diag_stop; loadgen_stop 2>/dev/null || true; lab_down > /dev/null 2>&1 || true' EXIT
 failures=()
 
 # The active-active group instead of the lab's leader-mode VIP group (everything else as in config.lab.yaml).
@@ -165,6 +169,14 @@ wait_ir_failed() {
     FAILED_AT=$(el "$t" "$EPOCHREALTIME"); note "ir's neighbour entry for lb1's path 192.0.2.21 FAILED ${FAILED_AT}s after the fault (polled every 0.5 s)"
   else problems+=("ir never marked lb1's path FAILED"); fi
 }
+# Evidence for ir's view of lb1's path: every ARP on ir's LB-side link and every change of ir's
+# neighbour entries (ir-arp.txt, ir-neigh.txt in the scenario's directory).
+DIAG=()
+diag_start() {
+  ip netns exec ir tcpdump -n -e -tt -l -i eth1 arp > "$DIR/ir-arp.txt" 2> /dev/null < /dev/null & DIAG+=($!)
+  ip -n ir -ts monitor neigh dev eth1 > "$DIR/ir-neigh.txt" 2>&1 < /dev/null & DIAG+=($!)
+}
+diag_stop() { ((${#DIAG[@]})) && kill "${DIAG[@]}" 2> /dev/null; DIAG=(); return 0; }
 restart_lb1() {
   local t; t=$EPOCHREALTIME; mark "$M" "phase:restart" "lb1's controller restarted"
   node_start lb1
@@ -172,10 +184,12 @@ restart_lb1() {
 }
 
 sc_lb1-stop() {
-  local t; t=$EPOCHREALTIME; mark "$M" "phase:fault" "SIGTERM lb1's controller (path withdrawn)"
-  node_stop lb1 60
-  need "lb1's path addresses removed" wait_until 30 "lb1's path gone" lb1_path_gone > /dev/null && note "lb1's path addresses gone $(took "$t")s after SIGTERM"
+  local t stopper; t=$EPOCHREALTIME; mark "$M" "phase:fault" "SIGTERM lb1's controller (path withdrawn)"
+  node_stop lb1 60 & stopper=$!
+  POLL=0.2 need "lb1's path addresses removed" wait_until 30 "lb1's path gone" lb1_path_gone > /dev/null && note "lb1's path addresses gone $(took "$t")s after SIGTERM"
   wait_ir_failed "$t"
+  wait "$stopper" || true
+  note "lb1's controller exited $(took "$t")s after SIGTERM"
   sleep 8
   restart_lb1
 }
@@ -205,6 +219,7 @@ run_scenario() {
   say "== $SC"
   POLL=1 wait_until 600 "normal state before $SC (both paths held, both firewalls at 100 on both LBs)" normal > /dev/null \
     || problems+=("not back to normal before the scenario")
+  diag_start
   loadgen_start "$R" 900 --rate "$RATE" --first 10 --last "$LAST" --long "$LONG" --timeout 5
   POLL=1 wait_until 90 "$LONG long-lived connections up" loadgen_long_up "$R" "$LONG" > /dev/null \
     || problems+=("long-lived connections not up before the fault")
@@ -216,6 +231,7 @@ run_scenario() {
   sleep 4
   mark "$M" end "load stopped"
   loadgen_stop
+  diag_stop
   local ev=() f kept
   for f in "$SW_DIR"/*/events.log; do ev+=(--events "$f"); done
   /usr/bin/python3 "$HERE/analyze.py" --records "$R" --markers "$M" "${ev[@]}" --title "active-active $SC" \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The firewall sandwich in network namespaces (addressing plan and picture: lab/README.md).
 #
-#   lab/topo.sh up [--seed] [--vip lb1|lb2|none] [--scheduler sh|mh] [--no-ipvs] [--sync-link] [--ipv6] [--services]
+#   lab/topo.sh up [--seed] [--vip lb1|lb2|none] [--scheduler sh|mh] [--no-ipvs] [--sync-link] [--ipv6] [--services] [--wires]
 #   lab/topo.sh down
 #
 # up builds: namespaces client ir lb1 lb2 fw1 fw2 er1 srv etcd, bridges in the current (root)
@@ -21,6 +21,11 @@
 #   --services   more services (also LAB_SERVICES=1): tcp/443 (fwmark 3) and udp/7 (fwmark 7) marked on the
 #                LBs (for IPv6 too with --ipv6), allowed by the firewalls (NEW tcp/443, tcp/7, udp/7), httpd
 #                also on :443 and :7, a UDP echo server on :7 (lab/config.services.yaml, lab/services.sh).
+#   --wires      the two links between a TCP end point and its router (client–ir, srv–er1) are user-space
+#                cables (lab/wire.py between two TAP devices, also LAB_WIRES=1) instead of bridges brc and brs: a
+#                client's TCP then cannot confirm ir's neighbour entries across the namespaces, as it cannot
+#                between machines (lab/README.md, "The wire"). Needed where a router's neighbour
+#                unreachability detection is measured (lab/active-active.sh).
 #   Without --ipv6 and --services the topology is exactly the IPv4, one-service lab.
 # down kills the processes in the namespaces and deletes them and the bridges.
 set -euo pipefail
@@ -52,6 +57,8 @@ down() {
     ip netns del "$ns"
   done
   for p in "${BRIDGES[@]}" brsync; do ip link del "$p" 2>/dev/null || true; done
+  for p in "$LAB_RUN"/topo/wire-*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; rm -f "$p"; done
+  for p in w-client w-ir w-srv w-er1; do ip link del "$p" 2>/dev/null || true; done
   rm -rf "${LAB_RUN:?}/topo" "$LAB_RUN/httpd.ready"
 }
 
@@ -291,6 +298,28 @@ ipvs_extra() {
   done
 }
 
+# --wires: the bridges replaced by a user-space cable (lab/wire.py), and their two ports.
+WIRED=(brc:client:ir brs:srv:er1)
+wired() { [ -n "$WIRES" ] && [[ " ${WIRED[*]} " == *" $1:"* ]]; }
+wires_up() { # one wire.py per cable between the TAP devices w-<ns>, which then become eth<N> in <ns>
+  local w br a b p ns i
+  for w in "${WIRED[@]}"; do
+    IFS=: read -r br a b <<< "$w"
+    rm -f "$LAB_RUN/topo/wire-$br.ready"
+    /usr/bin/python3 "$HERE/wire.py" "w-$a" "w-$b" --ready "$LAB_RUN/topo/wire-$br.ready" > "$LAB_LOGS/wire-$br.log" 2>&1 < /dev/null &
+    echo $! > "$LAB_RUN/topo/wire-$br.pid"
+  done
+  for w in "${WIRED[@]}"; do
+    IFS=: read -r br _ <<< "$w"
+    wait_file "$LAB_RUN/topo/wire-$br.ready" 10 || { cat "$LAB_LOGS/wire-$br.log" >&2; die "lab/wire.py for $br did not start"; }
+  done
+  for p in "${PORTS[@]}"; do
+    IFS=: read -r ns i br _ <<< "$p"
+    wired "$br" || continue
+    ip link set "w-$ns" netns "$ns" && ip -n "$ns" link set "w-$ns" name "$i" || die "moving the wire's end w-$ns into $ns failed"
+  done
+}
+
 up() {
   local ns p n i br mac batch pids=() t0
   t0=$(now)
@@ -298,7 +327,7 @@ up() {
     [ ! -e "/run/netns/$ns" ] || die "namespace $ns already exists (lab/topo.sh down first)"
   done
   if [ -z "$NO_IPVS" ]; then
-    modprobe -a -q veth bridge nf_conntrack ip_vs ip_vs_sh ip_vs_mh xt_mark xt_connmark xt_mac xt_conntrack xt_tcpudp 2>/dev/null || true
+    modprobe -a -q veth bridge tun nf_conntrack ip_vs ip_vs_sh ip_vs_mh xt_mark xt_connmark xt_mac xt_conntrack xt_tcpudp 2>/dev/null || true
     [ -d /proc/sys/net/ipv4/vs ] || die "this kernel has no IPVS (ip_vs did not load); use --no-ipvs or run inside the VM (lab/vm/run.sh)"
   fi
   command -v iptables-restore >/dev/null || die "iptables missing"
@@ -311,15 +340,17 @@ up() {
   batch=$LAB_RUN/topo/root.batch
   {
     for ns in "${NAMESPACES[@]}"; do echo "netns add $ns"; done
-    for br in "${BRIDGES[@]}"; do echo "link add $br type bridge"; echo "link set $br up"; done
+    for br in "${BRIDGES[@]}"; do wired "$br" && continue; echo "link add $br type bridge"; echo "link set $br up"; done
     for p in "${PORTS[@]}"; do
       IFS=: read -r ns i br mac <<< "$p"
+      if wired "$br"; then echo "tuntap add dev w-$ns mode tap"; continue; fi
       echo "link add $ns-$i type veth peer name $i ${mac:+address $mac} netns $ns"
       echo "link set $ns-$i master $br up"
     done
     echo "addr add 10.9.0.254/24 dev brm"   # the VM itself on the management net (etcdctl from scripts)
   } > "$batch"
   ip -batch "$batch" || die "root namespace setup failed ($batch)"
+  [ -z "$WIRES" ] || wires_up
 
   # Each namespace configures itself; they are independent, so in parallel.
   for ns in "${NAMESPACES[@]}"; do
@@ -339,12 +370,13 @@ up() {
   [ "$n" -eq 0 ] || exit 1
 
   wait_file "$LAB_RUN/httpd.ready" 30 || { cat "$LAB_LOGS/httpd.log" >&2; die "the HTTP server in srv did not start within 30 s"; }
-  log "topo: up in $(el "$t0" "$(now)")s (vip: ${VIP:-none}, real servers: $([ -n "$SEED" ] && echo seed || echo none)${NO_IPVS:+, no IPVS}${IPV6:+, IPv6}${SVC:+, services tcp/443 udp/7})"
+  log "topo: up in $(el "$t0" "$(now)")s (vip: ${VIP:-none}, real servers: $([ -n "$SEED" ] && echo seed || echo none)${NO_IPVS:+, no IPVS}${IPV6:+, IPv6}${SVC:+, services tcp/443 udp/7}${WIRES:+, user-space wires client–ir and srv–er1})"
 }
 
 cmd=${1:-}
 [ $# -gt 0 ] && shift
-SEED='' VIP='' NO_IPVS=${LAB_NO_IPVS:-} SCHED=sh SYNC_LINK=${LAB_SYNC_LINK:-} IPV6=${LAB_IPV6:-} SVC=${LAB_SERVICES:-}
+SEED='' VIP='' NO_IPVS=${LAB_NO_IPVS:-} SCHED=sh SYNC_LINK=${LAB_SYNC_LINK:-} IPV6=${LAB_IPV6:-} SVC=${LAB_SERVICES:-} WIRES=${LAB_WIRES:-}
+[ "$WIRES" = 0 ] && WIRES=
 [ "$NO_IPVS" = 0 ] && NO_IPVS=
 [ "$SYNC_LINK" = 0 ] && SYNC_LINK=
 [ "$IPV6" = 0 ] && IPV6=
@@ -357,6 +389,7 @@ while [ $# -gt 0 ]; do
     --sync-link) SYNC_LINK=1 ;;
     --ipv6) IPV6=1 ;;
     --services) SVC=1 ;;
+    --wires) WIRES=1 ;;
     --scheduler) [ $# -ge 2 ] || die "--scheduler needs sh or mh"; SCHED=$2; shift ;;
     *) die "unknown option \"$1\" (see the header of lab/topo.sh)" ;;
   esac
@@ -370,5 +403,5 @@ if [ -n "$SYNC_LINK" ]; then BRIDGES+=(brsync); PORTS+=(fw1:eth2:brsync fw2:eth2
 case $cmd in
   up) up ;;
   down) down ;;
-  *) die "usage: lab/topo.sh up [--seed] [--vip lb1|lb2|none] [--scheduler sh|mh] [--no-ipvs] [--sync-link] [--ipv6] [--services] | down" ;;
+  *) die "usage: lab/topo.sh up [--seed] [--vip lb1|lb2|none] [--scheduler sh|mh] [--no-ipvs] [--sync-link] [--ipv6] [--services] [--wires] | down" ;;
 esac

@@ -3,13 +3,9 @@
 // seen by lab/watch.py, VIP holder, dual-VIP time: two LBs answering ARP for the VIP, lab/arpwatch.py).
 // Subset (fits CI's budget; the VM is ~25x slower than the host): fw1-blackhole, drift, failover,
 // leader-kill. `lab/vm/run.sh lab/scenarios.sh -- all` runs every scenario (docs/lab-results.md).
-import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { runInVm, vmHookTimeout, type VmRun } from './vm-run';
 
 // Needs root, qemu, the Debian kernel and dist/ (scripts/setup); run alone: npx jest test/lab/vm-scenarios.test.ts
-const ROOT = join(__dirname, '..', '..');
-const OUT = join(ROOT, 'lab', 'out', 'test-lab');   // own LAB_OUT: the VM lock is per directory
 const SCENARIOS = ['fw1-blackhole', 'drift', 'failover', 'leader-kill'];
 const VM_TIMEOUT_S = 1800;   // hard bound (CI: 90 min for everything); see docs/lab-results.md
 
@@ -35,28 +31,17 @@ interface Scenario {
   phases: Phase[];
 }
 
-let rc: number | null = null;
-let output = '';
+let run: VmRun<Scenario[]>;
 let results: Scenario[] = [];
 
 beforeAll(async () => {
-  rmSync(join(OUT, 'scenarios'), { recursive: true, force: true });
-  mkdirSync(OUT, { recursive: true });
-  rc = await new Promise<number | null>((resolve) => {
-    const p = execFile(join(ROOT, 'lab', 'vm', 'run.sh'), ['lab/scenarios.sh', String(VM_TIMEOUT_S), '--', ...SCENARIOS], {
-      cwd: ROOT, env: { ...process.env, LAB_OUT: OUT }, maxBuffer: 64 * 1024 * 1024, timeout: (VM_TIMEOUT_S + 120) * 1000,
-    }, () => undefined);
-    p.stdout?.on('data', (d: Buffer) => (output += d.toString()));
-    p.stderr?.on('data', (d: Buffer) => (output += d.toString()));
-    p.on('exit', (code) => resolve(code));
-  });
-  const file = join(OUT, 'scenarios', 'results.json');
-  if (existsSync(file)) results = JSON.parse(readFileSync(file, 'utf8')) as Scenario[];
-}, (VM_TIMEOUT_S + 180) * 1000);
+  run = await runInVm<Scenario[]>('lab/scenarios.sh', VM_TIMEOUT_S, SCENARIOS, 'test-lab', 'scenarios/results.json');
+  results = run.results ?? [];
+}, vmHookTimeout(VM_TIMEOUT_S));
 
 function scenario(name: string): Scenario {
   const s = results.find((r) => r.name === name);
-  if (!s) throw new Error(`no results for scenario ${name} (run.sh exit ${rc}); console tail:\n${output.split('\n').slice(-40).join('\n')}`);
+  if (!s) throw new Error(`no results for scenario ${name} (run.sh exit ${run.rc}); console tail:\n${run.tail()}`);
   return s;
 }
 function phase(s: Scenario, name: string): Phase {
@@ -69,7 +54,7 @@ describe('lab: the controller with real IPVS in the VM', () => {
   it('runs every scenario of the subset to the end and they pass their own checks', () => {
     expect(results.map((r) => r.name)).toEqual(SCENARIOS);
     for (const s of results) expect({ name: s.name, problems: s.problems }).toEqual({ name: s.name, problems: [] });
-    expect(rc).toBe(0);
+    expect(run.rc).toBe(0);
   });
 
   it('fw1 black-holed: a few requests fail, then every new request succeeds through fw2; none fail after the repair', () => {

@@ -255,8 +255,11 @@ class FakeActuator implements NodeActuator {
   fenceRefreshes = 0;
   /** Set: every pass that wants the path fails it (as when IPVS failed). */
   pathError: string | null = null;
+  /** Set: the next passes wait for it (a slow reconcile). */
+  gate: Promise<void> | null = null;
   async reconcile(_d: Desired | null, opts: { holdsVips: boolean; holdsPaths?: boolean }): Promise<ActResult> {
     this.calls.push({ holdsVips: opts.holdsVips, ...(opts.holdsPaths !== undefined ? { holdsPaths: opts.holdsPaths } : {}) });
+    if (this.gate) await this.gate;
     const errors = opts.holdsPaths && this.pathError ? [{ driver: 'path:ingress', error: new Error(this.pathError) }] : [];
     return { results: [], errors, applied: {} };
   }
@@ -345,6 +348,26 @@ describe('NodeController with an active-active group', () => {
     } finally {
       await node.stop('test over');
     }
+  });
+
+  it('on stop the path goes first, without waiting for a reconcile pass still under way', async () => {
+    const config = parseConfig(memoryYaml());
+    const { node, events, actuator, prober } = make(new MemoryStore(), 'lb1', config);
+    await node.start();
+    for (const fw of ['fw1', 'fw2']) for (const k of ['path-http', 'ingress-leg']) prober().report(fw, k, 'up');
+    await until(() => node.holdsPaths);
+    let open!: () => void;
+    actuator.gate = new Promise((r) => (open = r));
+    const passes = actuator.calls.length;
+    await until(() => actuator.calls.length > passes);   // a pass is now stuck in the actuator
+    const stopped = node.stop('SIGTERM');
+    await until(() => actuator.pathReleases === 1);
+    expect(node.holdsPaths).toBe(false);
+    expect(events.events.some((e) => /lb1 withdraws its path: controller stopping \(SIGTERM\)/.test(e.reason))).toBe(true);
+    expect(events.events.some((e) => /lb1 stopped/.test(e.reason))).toBe(false);   // still waiting for the pass
+    open();
+    await stopped;
+    expect(events.events.some((e) => /lb1 stopped/.test(e.reason))).toBe(true);
   });
 
   it('a node without path groups never asks for paths', async () => {

@@ -414,6 +414,19 @@ describe('VipGroup', () => {
     expect(logs.filter((l) => l.level === 'warn').map((l) => l.message)).toContain('not announcing 192.0.2.254 on eth0 (repeat): leadership cannot be proven');
   });
 
+  it('release stops an arping in flight: recorded as not done, logged as stopped, not as an error', async () => {
+    const k = fakeKernel();
+    const logs: DriverLogEntry[] = [];
+    const v = new VipGroup(k.runner, group, { timers: new ManualTimers(), log: (e) => logs.push(e) });
+    await v.reconcile(true);
+    expect(k.arpings).toHaveLength(2);
+    await v.reconcile(false);
+    await v.settled();
+    expect(v.announcements.map((a) => `${a.address} ${a.ok} ${a.error}`)).toEqual(['192.0.2.254 false arping -U -c 3 -I eth0 192.0.2.254: aborted', '10.1.0.254 false arping -U -c 3 -I eth1 10.1.0.254: aborted']);
+    expect(logs.filter((l) => l.level === 'error')).toEqual([]);
+    expect(logs.filter((l) => /stopped: the addresses are being released/.test(l.message))).toHaveLength(2);
+  });
+
   it('collects the result of a failed arping (address not on the interface: exit 2)', async () => {
     const logs: DriverLogEntry[] = [];
     const r = new FakeRunner((c) => {
