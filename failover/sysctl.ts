@@ -1,4 +1,5 @@
-// Kernel parameters: read with one `sysctl -n k1 k2 …`, write the differing ones with one `sysctl -w k=v …`.
+// Kernel parameters: read from /proc/sys (or with one `sysctl -n k1 k2 …` where the runner cannot read files),
+// write the differing ones with one `sysctl -w k=v …`.
 import { CommandFailedError, formatCommand, type CommandRunner } from './runner';
 import {
   DriverInputError,
@@ -31,14 +32,32 @@ function missingKey(stderr: string): string | null {
   return m ? m[1]!.replace(/\//g, '.') : null;
 }
 
+/** /proc/sys path of a key: dots become slashes, unless the key is already in the slash form. */
+export function sysctlPath(key: string): string {
+  return `/proc/sys/${key.includes('/') ? key : key.replace(/\./g, '/')}`;
+}
+
+/** Current values: read from /proc/sys where the runner can read files (no exec), else one `sysctl -n`. */
 export async function readSysctls(runner: CommandRunner, keys: readonly string[]): Promise<Map<string, string>> {
+  const readFile = runner.readFile?.bind(runner);
+  if (readFile) {
+    const values = await Promise.all(
+      keys.map((k) =>
+        readFile(sysctlPath(k)).catch((e: unknown) => {
+          if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw unavailable(k);
+          throw wrapCommandError(DRIVER, 'cat', [sysctlPath(k)], e);
+        }),
+      ),
+    );
+    return new Map(keys.map((k, i) => [k, norm(values[i]!)]));
+  }
   const args = ['-n', ...keys];
   let out: string;
   try {
     out = (await runner.run('sysctl', args)).stdout;
   } catch (e) {
     const key = e instanceof CommandFailedError ? missingKey(stderrOf(e)) : null;
-    if (key) throw new KernelUnavailableError(DRIVER, `${DRIVER}: kernel has no parameter ${key}${key.startsWith('net.ipv4.vs.') ? ' (IPVS not loaded: modprobe ip_vs)' : ''}`);
+    if (key) throw unavailable(key);
     throw wrapCommandError(DRIVER, 'sysctl', args, e);
   }
   const lines = out.replace(/\n$/, '').split('\n');
@@ -46,6 +65,11 @@ export async function readSysctls(runner: CommandRunner, keys: readonly string[]
     throw new KernelParseError(DRIVER, formatCommand('sysctl', args), out, `expected ${keys.length} line(s), one per key, got ${lines.length}`);
   }
   return new Map(keys.map((k, i) => [k, norm(lines[i]!)]));
+}
+
+function unavailable(key: string): KernelUnavailableError {
+  const dotted = key.replace(/\//g, '.');
+  return new KernelUnavailableError(DRIVER, `${DRIVER}: kernel has no parameter ${dotted}${dotted.startsWith('net.ipv4.vs.') ? ' (IPVS not loaded: modprobe ip_vs)' : ''}`);
 }
 
 export class SysctlDriver {

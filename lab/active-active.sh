@@ -112,7 +112,9 @@ paths_on() { has_vip lb1 && has_vip lb2; }
 normal() { paths_on && both_weights_are 100 100; }
 ir_neigh() { ip -n ir neigh show "$1" dev eth1 2>/dev/null | awk '{ print $NF; exit }'; }
 
-# lbmap <out.json>: client source address → the LB whose IPVS has its connection (long-lived ones only).
+# lbmap <out.json>: client address:port → the LB whose IPVS carries that connection now. A connection that
+# moved LB in an earlier scenario has an entry on both; the one carrying it has just been refreshed (expiry
+# near 900 s), the other's counts down, so the larger expiry wins (both within 5 s: listed as both).
 lbmap() {
   local n
   for n in lb1 lb2; do ip netns exec "$n" cat /proc/net/ip_vs_conn > "$DIR/ip_vs_conn.$n" 2>/dev/null || true; done
@@ -123,11 +125,16 @@ m = {}
 for lb in ("lb1", "lb2"):
     for line in open(f"{d}/ip_vs_conn.{lb}"):
         p = line.split()
-        if len(p) < 8 or p[0] != "TCP" or p[7] != "ESTABLISHED":
+        if len(p) < 9 or p[0] != "TCP" or p[7] != "ESTABLISHED":
             continue
-        src = socket.inet_ntoa(struct.pack("!I", int(p[1], 16)))
-        m.setdefault(src, set()).add(lb)
-json.dump({k: sorted(v) for k, v in m.items()}, open(out, "w"))
+        src = "%s:%d" % (socket.inet_ntoa(struct.pack("!I", int(p[1], 16))), int(p[2], 16))
+        e = m.setdefault(src, {})
+        e[lb] = max(e.get(lb, 0), int(p[8]))
+res = {}
+for src, e in m.items():
+    best = max(e.values())
+    res[src] = sorted(lb for lb, x in e.items() if best - x <= 5)
+json.dump(res, open(out, "w"))
 EOF
 }
 
@@ -138,9 +145,13 @@ import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 lbmap = json.load(open(sys.argv[2]))
 end = next((r for r in recs if r.get("k") == "end"), {"long": {}})
+ports = {}   # a long-lived connection's source address -> its source port(s)
+for r in recs:
+    if r.get("k") == "long" and "port" in r:
+        ports.setdefault(r["src"], set()).add(r["port"])
 out = {"lb1": {"kept": 0, "carried": 0, "lost": []}, "lb2": {"kept": 0, "carried": 0, "lost": []}, "unknown": {"kept": 0, "carried": 0, "lost": []}}
 for src, state in end["long"].items():
-    lbs = lbmap.get(src, [])
+    lbs = sorted({lb for port in ports.get(src, ()) for lb in lbmap.get(f"{src}:{port}", [])})
     k = lbs[0] if len(lbs) == 1 else "unknown"
     out[k]["carried"] += 1
     if state == "alive":
@@ -225,7 +236,7 @@ run_scenario() {
     || problems+=("long-lived connections not up before the fault")
   sleep 2
   lbmap "$DIR/lbmap.json"
-  mark "$M" "phase:baseline" "lb1 $(grep -o lb1 "$DIR/lbmap.json" | grep -c . || true) / lb2 $(grep -o lb2 "$DIR/lbmap.json" | grep -c . || true) long-lived"
+  mark "$M" "phase:baseline" "established IPVS connections: lb1 $(grep -o lb1 "$DIR/lbmap.json" | grep -c . || true) / lb2 $(grep -o lb2 "$DIR/lbmap.json" | grep -c . || true)"
   sleep 4
   "sc_$SC" || true
   sleep 4

@@ -14,7 +14,7 @@ exec unshare --mount --net --propagation private -- bash -c '
   here=$1; shift
   mount -t tmpfs lab-netns /run/netns && mount -t tmpfs lab-run /run/sandwich-lab || exit 2
   ip link set lo up
-  export LAB_NO_IPVS=1
+  export LAB_NO_IPVS=1 LAB_PRIVATE_NET=1
   rc=0; "$@" || rc=$?
   "$here/topo.sh" down > /dev/null 2>&1 || true
   exit $rc' host-run "$HERE" "$@"

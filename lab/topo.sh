@@ -323,6 +323,9 @@ wires_up() { # one wire.py per cable between the TAP devices w-<ns>, which then 
 up() {
   local ns p n i br mac batch pids=() t0
   t0=$(now)
+  # The bridges and the management address live in the current namespace, and IPv6 is switched off there:
+  # only in the VM or in host-run.sh's private namespace, never in a host's own network namespace.
+  [ -n "${LAB_IN_VM:-}${LAB_PRIVATE_NET:-}" ] || die "run me in the VM (lab/vm/run.sh) or on the host through lab/host-run.sh, not in this machine's own network namespace"
   for ns in "${NAMESPACES[@]}"; do
     [ ! -e "/run/netns/$ns" ] || die "namespace $ns already exists (lab/topo.sh down first)"
   done

@@ -17,9 +17,10 @@ export interface VmRun<T> {
 /**
  * Boots the VM and runs `script` (relative to the repository) with `args` after `--`, with LAB_OUT set
  * to lab/out/<outDir>; `resultsFile` (relative to LAB_OUT) is removed first and read afterwards.
- * Bounded by `timeoutS` inside run.sh, and by 2 more minutes here.
+ * `env` adds LAB_* variables (run.sh passes them into the VM). Bounded by `timeoutS` inside run.sh, and by
+ * 2 more minutes here.
  */
-export async function runInVm<T>(script: string, timeoutS: number, args: string[], outDir: string, resultsFile: string): Promise<VmRun<T>> {
+export async function runInVm<T>(script: string, timeoutS: number, args: string[], outDir: string, resultsFile: string, env: Record<string, string> = {}): Promise<VmRun<T>> {
   const out = join(ROOT, 'lab', 'out', outDir);
   const file = join(out, resultsFile);
   rmSync(file, { force: true });
@@ -27,7 +28,7 @@ export async function runInVm<T>(script: string, timeoutS: number, args: string[
   let output = '';
   const rc = await new Promise<number | null>((resolve) => {
     const p = execFile(join(ROOT, 'lab', 'vm', 'run.sh'), [script, String(timeoutS), '--', ...args], {
-      cwd: ROOT, env: { ...process.env, LAB_OUT: out }, maxBuffer: 64 * 1024 * 1024, timeout: (timeoutS + 120) * 1000,
+      cwd: ROOT, env: { ...process.env, ...env, LAB_OUT: out }, maxBuffer: 64 * 1024 * 1024, timeout: (timeoutS + 120) * 1000,
     }, () => undefined);
     p.stdout?.on('data', (d: Buffer) => (output += d.toString()));
     p.stderr?.on('data', (d: Buffer) => (output += d.toString()));

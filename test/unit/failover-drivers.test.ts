@@ -210,6 +210,32 @@ describe('SysctlDriver', () => {
     await expect(new SysctlDriver(r).reconcile(keys)).rejects.toThrow(KernelParseError);
     expect(writes(r)).toEqual([]);
   });
+  it('reads /proc/sys without an exec where the runner can read files; writes with sysctl -w', async () => {
+    const files: Record<string, string> = {
+      '/proc/sys/net/ipv4/vs/expire_nodest_conn': '0\n', '/proc/sys/net/ipv4/vs/sloppy_tcp': '1\n', '/proc/sys/net/ipv4/ip_local_port_range': '32768\t60999\n',
+      '/proc/sys/net/ipv6/conf/eth0.100/accept_dad': '1\n',
+    };
+    const r = Object.assign(new FakeRunner((c) => {
+      for (const kv of c.args.slice(1)) {
+        const [k, v] = kv.split('=') as [string, string];
+        files[k.includes('/') ? `/proc/sys/${k}` : `/proc/sys/${k.replace(/\./g, '/')}`] = `${v}\n`;
+      }
+      return '';
+    }), {
+      readFile: async (path: string) => {
+        if (!(path in files)) throw Object.assign(new Error(`ENOENT: no such file or directory, open '${path}'`), { code: 'ENOENT' });
+        return files[path]!;
+      },
+    });
+    const d = new SysctlDriver(r);
+    const want = { ...keys, 'net/ipv6/conf/eth0.100/accept_dad': '0' };
+    const res = await d.reconcile(want);
+    expect(res.commands).toEqual(['sysctl -w net.ipv4.vs.expire_nodest_conn=1 net/ipv6/conf/eth0.100/accept_dad=0']);
+    expect(r.lines()).toEqual(['sysctl -w net.ipv4.vs.expire_nodest_conn=1 net/ipv6/conf/eth0.100/accept_dad=0']);   // the reads and the verification: no exec
+    expect((await d.reconcile(want)).commands).toEqual([]);
+    delete files['/proc/sys/net/ipv4/vs/sloppy_tcp'];
+    await expect(d.reconcile(want)).rejects.toThrow('sysctl: kernel has no parameter net.ipv4.vs.sloppy_tcp (IPVS not loaded: modprobe ip_vs)');
+  });
 });
 
 describe('routes', () => {
