@@ -109,8 +109,12 @@ aa_up() {
   say "IPVS on both LBs lists both firewalls at weight 100"
 }
 paths_on() { has_vip lb1 && has_vip lb2; }
-normal() { paths_on && both_weights_are 100 100; }
 ir_neigh() { ip -n ir neigh show "$1" dev eth1 2>/dev/null | awk '{ print $NF; exit }'; }
+# ir_uses <path address>: ir's ECMP route may pick that next hop (its neighbour entry is not FAILED or INCOMPLETE;
+# no entry yet counts as usable, as for the kernel). After a fault ir keeps a FAILED entry until the LB's next
+# gratuitous ARP, and every new flow meanwhile hashes to the other LB.
+ir_uses() { case $(ir_neigh "$1") in FAILED | INCOMPLETE) return 1 ;; esac; }
+normal() { paths_on && both_weights_are 100 100 && ir_uses 192.0.2.21 && ir_uses 192.0.2.22; }
 
 # lbmap <out.json>: client address:port → the LB whose IPVS carries that connection now. A connection that
 # moved LB in an earlier scenario has an entry on both; the one carrying it has just been refreshed (expiry
@@ -228,7 +232,7 @@ run_scenario() {
   SC=$1 DIR=$S/$1 problems=() notes=() FAILED_AT=''
   mkdir -p "$DIR"; M=$DIR/markers.jsonl R=$DIR/requests.jsonl
   say "== $SC"
-  POLL=1 wait_until 600 "normal state before $SC (both paths held, both firewalls at 100 on both LBs)" normal > /dev/null \
+  POLL=1 wait_until 600 "normal state before $SC (both paths held and used by ir, both firewalls at 100 on both LBs)" normal > /dev/null \
     || problems+=("not back to normal before the scenario")
   diag_start
   loadgen_start "$R" 900 --rate "$RATE" --first 10 --last "$LAST" --long "$LONG" --timeout 5
