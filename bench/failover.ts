@@ -4,14 +4,15 @@
 //   moved     = the new leader's sampler first shows it holding the VIP (address + live fence element)
 //   announced = the client's neighbour entry names the new leader's MAC (its gratuitous ARP arrived)
 //   dual      = time both samplers showed a holder at once (target 0)
-// Faults: kill -9 of the leader's controller, SIGSTOP of it (SIGCONT after the takeover), and manual
+// Faults: kill -9 of the leader's controller, SIGSTOP of it (SIGCONT after the takeover), manual
 // failover (`sandwich failover --to`; timed from the leader's "switchover … requested" event, as the
-// CLI's own start-up on a busy host is not failover time).
+// CLI's own start-up on a busy host is not failover time), and kill -9 of the new leader 300 ms after
+// a manual failover completed (timed from the kill; the former leader takes over).
 // Profiles: leadership (lease | fast) × etcd raft flags (fast 10/100 ms | default 100/1000 ms).
 // --spikes D1,D2,…: no fault; etcd answers are delayed by D ms for --spike-for-ms every --spike-every-ms
 // (bench/delay-proxy.ts between the controllers and etcd) for --observe-s; counts false failovers.
 //
-//   npx tsc -p tsconfig.json && node dist/bench/failover.js [--runs 20] [--profiles lease-fastetcd,fast-fastetcd] [--faults kill,stop,manual] [--budget-s N] [--write]
+//   npx tsc -p tsconfig.json && node dist/bench/failover.js [--runs 20] [--profiles lease-fastetcd,fast-fastetcd] [--faults kill,stop,manual,manual-kill] [--budget-s N] [--write]
 //   node dist/bench/failover.js --spikes 200,400,800 --observe-s 60 [--profiles …] [--write]
 // --write puts the JSON in docs/failover-bench*.json and the tables in docs/coordination.md.
 import { spawn } from 'node:child_process';
@@ -22,7 +23,7 @@ import { dualHolding, monoMs } from '../test/integration/netns-sampler';
 import { CoordLab } from '../test/integration/netns-coord';
 import { sleep, waitFor } from '../test/system/harness';
 
-type Fault = 'kill -9' | 'SIGSTOP' | 'manual failover';
+type Fault = 'kill -9' | 'SIGSTOP' | 'manual failover' | 'kill -9 right after a manual failover';
 /** dualMs: both held for certain; possibleDualMs: also counting fence readings that cannot tell. */
 interface Run { fault: Fault; from: string; to: string; movedMs: number; announcedMs: number; dualMs: number; possibleDualMs: number }
 interface Profile {
@@ -70,15 +71,28 @@ function firstChange(changes: { t: number; value: string }[], t0: number, value:
   return changes.find((c) => c.t >= t0 && c.value === value)?.t ?? null;
 }
 
+/** A manual failover, not timed: leaves `to` leading and the neighbour entry on it. */
+async function failoverTo(lab: CoordLab, from: string, to: string): Promise<void> {
+  const r = lab.cli(['failover', '--to', to], to);
+  if (!/moved from/.test(r.out)) throw new Error(`failover refused: ${r.out.trim()}`);
+  await waitFor(`${to} holds the VIP`, () => lab.holder() === to, 15_000, 5);
+  await waitFor(`${from} ready`, () => lab.ready(from), 30_000, 50);
+  await sleep(300);
+}
+
 async function oneRun(lab: CoordLab, fault: Fault): Promise<Run> {
-  const from = await steadyLeader(lab);
-  const to = from === 'lb1' ? 'lb2' : 'lb1';
+  let from = await steadyLeader(lab);
+  let to = from === 'lb1' ? 'lb2' : 'lb1';
   await waitFor(`${to} ready`, () => lab.ready(to), 30_000, 50);
+  if (fault === 'kill -9 right after a manual failover') {
+    await failoverTo(lab, from, to);
+    [from, to] = [to, from];
+  }
   lab.touchNeighbour();
   await waitFor('client neighbour entry on the leader', () => lab.neighbour() === lab.mac(from), 5000, 10);
   const toMac = lab.mac(to);
   let t0 = monoMs();
-  if (fault === 'kill -9') await lab.stop(from, 'SIGKILL');
+  if (fault === 'kill -9' || fault === 'kill -9 right after a manual failover') await lab.stop(from, 'SIGKILL');
   else if (fault === 'SIGSTOP') lab.signal(from, 'SIGSTOP');
   else {
     const r = lab.cli(['failover', '--to', to], to);
@@ -92,7 +106,7 @@ async function oneRun(lab: CoordLab, fault: Fault): Promise<Run> {
   const moved = lab.samplers![to as 'lb1' | 'lb2'].changes().find((c) => c.t >= t0 && c.value !== '0')!.t;
   const announced = firstChange(lab.samplers!.neigh.changes(), t0, toMac)!;
   if (fault === 'SIGSTOP') lab.signal(from, 'SIGCONT');
-  if (fault === 'kill -9') lab.start(from);
+  if (fault !== 'SIGSTOP' && fault !== 'manual failover') lab.start(from);
   await waitFor(`${from} without the VIP address`, () => !lab.hasAddress(from), 15_000, 20);
   const dual = (mode: 'certain' | 'possible') => dualHolding(lab.samplers!.lb1, lab.samplers!.lb2, mode).spans.filter(([, t]) => t >= t0).reduce((s, [a, b]) => s + (b - a), 0);
   return { fault, from, to, movedMs: moved - t0, announcedMs: announced - t0, dualMs: dual('certain'), possibleDualMs: dual('possible') };
@@ -248,7 +262,7 @@ function table(results: Awaited<ReturnType<typeof benchProfile>>[], command: str
     '|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of results) {
-    for (const fault of ['kill -9', 'SIGSTOP', 'manual failover'] as Fault[]) {
+    for (const fault of ['kill -9', 'SIGSTOP', 'manual failover', 'kill -9 right after a manual failover'] as Fault[]) {
       const rs = r.runs.filter((x) => x.fault === fault);
       if (rs.length === 0) continue;
       const m = rs.map((x) => x.movedMs);
@@ -266,9 +280,9 @@ async function main(): Promise<void> {
   const runs = Number(arg('runs', '20'));
   // Stop starting new rounds after this long (the machine may be shared and slow); 0 = no limit.
   const budgetS = Number(arg('budget-s', '0'));
-  const faultArg = arg('faults', 'kill,stop,manual');
-  const faults = faultArg.split(',').map((f) => ({ kill: 'kill -9', stop: 'SIGSTOP', manual: 'manual failover' } as Record<string, Fault>)[f] ?? null);
-  if (faults.some((f) => f === null)) throw new Error(`--faults: use kill, stop, manual (got "${faultArg}")`);
+  const faultArg = arg('faults', 'kill,stop,manual,manual-kill');
+  const faults = faultArg.split(',').map((f) => ({ kill: 'kill -9', stop: 'SIGSTOP', manual: 'manual failover', 'manual-kill': 'kill -9 right after a manual failover' } as Record<string, Fault>)[f] ?? null);
+  if (faults.some((f) => f === null)) throw new Error(`--faults: use kill, stop, manual, manual-kill (got "${faultArg}")`);
   const chosen = faults as Fault[];
   const deadline = budgetS > 0 ? monoMs() + budgetS * 1000 : Number.POSITIVE_INFINITY;
   const names = arg('profiles', 'lease-fastetcd,fast-fastetcd').split(',');

@@ -6,7 +6,7 @@ import type { Config, NodeConfig, Role } from './config';
 import { pathGroupsOf } from './config';
 import { decide, desiredEqual } from './decide';
 import type { EventLog } from './events';
-import type { CoordinationStore, Leadership, NodeStatus } from './store';
+import type { CoordinationStore, Leadership, NodeStatus, SwitchoverRequest } from './store';
 import { targetProblem } from './switchover';
 import type { Desired, Observation } from './types';
 
@@ -152,8 +152,9 @@ export class NodeController {
       if (e === 'switchover') void this.tick(true);
       if (e === 'leader' && !this.leadership) {
         // Fast profile: a renewal by the leader only re-arms the takeover timer; a deleted or unseen key: campaign now.
+        // After a resignation for a switchover, a tick sees the target lead and ends the switchover (yieldsToSwitchover).
         const due = this.deps.store.takeoverDueInMs?.(this.role);
-        if (typeof due === 'number' && due > 0) this.scheduleTakeover();
+        if (typeof due === 'number' && due > 0 && !this.resignedFor) this.scheduleTakeover();
         else void this.tick(true);
       }
     });
@@ -258,14 +259,7 @@ export class NodeController {
 
   private async campaign(): Promise<void> {
     const sw = await this.deps.store.getSwitchover(this.role);
-    // Let the named target go first, for a bounded time (it may have died meanwhile). A node that
-    // resigned for a switchover does so from its resignation on, even when the request is gone:
-    // the operator's CLI withdraws it after its wait, possibly after the leader read it (seen in
-    // the lab VM), and re-campaigning at once would hand the leadership straight back to itself.
-    const wait = this.config.timing.switchoverTimeoutMs;
-    if (sw && sw.to !== null && sw.to !== this.self.name && this.now() - sw.at < wait) return;
-    const r = this.resignedFor;
-    if (r && r.to !== this.self.name && this.now() - r.at < wait) return;
+    if (await this.yieldsToSwitchover(sw)) return;
     const l = await this.deps.store.campaign(this.role, this.self.name);
     if (!l) {
       this.scheduleTakeover();
@@ -278,6 +272,26 @@ export class NodeController {
     void l.lost.then(() => this.onLeadershipLost(l, 'leadership lost in the store'));
     void this.takeVips();
     this.kickReconcile();
+  }
+
+  /**
+   * Whether a switchover to another node is still under way, so this node must not campaign: requested
+   * and younger than switchoverTimeoutMs, or this node resigned for it less than that long ago. The
+   * resignation counts even when the request is gone: the CLI withdraws it after its wait, possibly after
+   * the leader read it (seen in the lab VM), and campaigning at once would hand leadership straight back.
+   * It is over as soon as another node leads (the target, normally): from then on the normal takeover
+   * rules apply, so a kill -9 of the new leader is taken over like any other.
+   */
+  private async yieldsToSwitchover(sw: SwitchoverRequest | null): Promise<boolean> {
+    const wait = this.config.timing.switchoverTimeoutMs;
+    const forOther = (to: string | null, at: number) => to !== null && to !== this.self.name && this.now() - at < wait;
+    const r = this.resignedFor;
+    if (r && !forOther(r.to, r.at)) this.resignedFor = null;
+    if (!(sw && forOther(sw.to, sw.at)) && !this.resignedFor) return false;
+    const leader = await this.deps.store.getLeader(this.role);
+    if (leader === null || leader.node === this.self.name) return true;
+    this.resignedFor = null;
+    return false;
   }
 
   private takeoverTimer: NodeJS.Timeout | null = null;

@@ -4,4 +4,4 @@
 import { coordinationScenarios } from './coordination-scenarios';
 
 const fast = { renewIntervalMs: 100, takeoverAfterMs: 1000, marginMs: 300 };
-coordinationScenarios('swcf', { leaseTtlS: 2, fast }, fast.takeoverAfterMs);
+coordinationScenarios('swcf', { leaseTtlS: 2, fast }, fast.takeoverAfterMs, fast.takeoverAfterMs + 1000);

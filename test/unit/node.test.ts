@@ -313,6 +313,41 @@ describe('NodeController (in-memory store)', () => {
     expect(a.events.events.filter((e) => e.event === 'leader' && /lb1 is now ingress leader/.test(e.reason))).toHaveLength(1);
   });
 
+  it('after a completed switchover the former leader takes over at once when the new leader dies (issue 20)', async () => {
+    // A long switchoverTimeoutMs: the old code made the former leader wait it out after its resignation.
+    const longWait = parseConfig(yaml.replace('decideIntervalMs: 50', 'decideIntervalMs: 50\n  switchoverTimeoutMs: 60000'));
+    const store = new MemoryStore();
+    const a = makeNode(store, 'lb1', { config: longWait });
+    const b = makeNode(store, 'lb2', { config: longWait });
+    running.push(a.node, b.node);
+    await a.node.start();
+    await until(() => a.actuator.last()?.holdsVips === true);
+    await b.node.start();
+    for (const fw of ['fw1', 'fw2']) b.prober().report(fw, 'path-http', 'up');
+    await requestSwitchover(longWait, store, 'ingress', 'lb2', 'test', 3000);
+    await until(() => b.node.isLeader);
+    await b.node.stop('gone');
+    await until(() => a.node.isLeader, 3000);
+    expect((await store.getLeader('ingress'))?.node).toBe('lb1');
+  });
+
+  it('a node that resigned for a switchover does not campaign while nobody leads yet', async () => {
+    // The target's campaigns stall: the hand-back protection holds for switchoverTimeoutMs.
+    class NoTakeoverStore extends MemoryStore {
+      override async campaign(role: 'ingress' | 'egress', node: string): Promise<Leadership | null> {
+        return node === 'lb2' ? null : super.campaign(role, node);
+      }
+    }
+    const store = new NoTakeoverStore();
+    const { a } = await leaderAndTarget(store);
+    await store.putSwitchover({ role: 'ingress', to: 'lb2', from: 'lb1', requestedBy: 'test', at: Date.now() });
+    await until(() => a.events.events.some((e) => e.event === 'leader' && /resigned/.test(e.reason)));
+    await store.deleteSwitchover('ingress');
+    await wait(500); // ten decide ticks
+    expect(await store.getLeader('ingress')).toBeNull();
+    expect(a.node.isLeader).toBe(false);
+  });
+
   it('stops cleanly: VIPs released, leadership given up, lifecycle events in order', async () => {
     const store = new MemoryStore();
     const { node, events, actuator } = makeNode(store, 'lb1');
