@@ -223,7 +223,7 @@ const TimingSchema = z.strictObject({
   holdDownMs: ms(0, 3_600_000).default(10_000),
   /** Observations not refreshed for this long are ignored. */
   observationStaleMs: ms(100, 3_600_000).default(15_000),
-  /** Other nodes let a switchover's target campaign alone for this long. */
+  /** Other nodes let a switchover's target campaign alone for at most this long (until some other node leads). */
   switchoverTimeoutMs: ms(100, 600_000).default(5000),
   /** Deadline for one kernel command. */
   commandTimeoutMs: ms(100, 120_000).default(5000),
