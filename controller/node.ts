@@ -10,9 +10,6 @@ import type { CoordinationStore, Leadership, NodeStatus, SwitchoverRequest } fro
 import { targetProblem } from './switchover';
 import type { Desired, Observation } from './types';
 
-/** Shortest time between the starts of two event-driven decide passes. */
-const DECIDE_GAP_MS = 100;
-
 export type Lifecycle = 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED';
 
 /** What the loop needs from failover/ (the Actuator implements it). */
@@ -441,15 +438,15 @@ export class NodeController {
   private lastDecideMs = 0;
 
   /**
-   * Store events ask for a decide pass: run one now if the last began long enough ago, else one right
-   * after the running pass or when the gap has passed. Never dropped; a burst costs one pass per gap.
-   * The gap (DECIDE_GAP_MS, or twice the last pass where passes are slow) keeps a stream of changes
-   * from keeping this node and etcd busy all the time.
+   * Store events ask for a decide pass: one starts at once when none runs; a request during a pass
+   * causes one more pass after it. Never dropped; a burst costs one trailing pass. No fixed delay: the
+   * next pass waits only as long as the last one took, so a stream of changes keeps this node and etcd
+   * deciding at most half of the time.
    */
   private requestDecide(): void {
     this.decidePending = true;
     if (this.deciding || this.decideTimer || this.stopping) return;
-    const wait = this.lastDecideStart + Math.max(DECIDE_GAP_MS, 2 * this.lastDecideMs) - this.mono();
+    const wait = this.lastDecideStart + 2 * this.lastDecideMs - this.mono();
     if (wait > 0) {
       this.decideTimer = setTimeout(() => {
         this.decideTimer = null;

@@ -183,12 +183,21 @@ describe('NodeController (in-memory store)', () => {
     expect(a.node.isLeader).toBe(false);
   });
 
-  it('observation events: a burst costs about one decide pass per 100 ms, and the change at its end is decided', async () => {
+  it('observation events: passes never overlap, a burst is coalesced (at most one pass per pass time), and the change at its end is decided', async () => {
+    /** Each pass's first read takes 20 ms; counts passes and how many run at once. */
     class CountingStore extends MemoryStore {
       passes = 0;
+      running = 0;
+      maxRunning = 0;
       override async listObservations() {
         this.passes++;
-        return super.listObservations();
+        this.maxRunning = Math.max(this.maxRunning, ++this.running);
+        try {
+          await wait(20);
+          return await super.listObservations();
+        } finally {
+          this.running--;
+        }
       }
     }
     const store = new CountingStore();
@@ -206,11 +215,12 @@ describe('NodeController (in-memory store)', () => {
       await wait(2);
     }
     a.prober().report('fw1', 'path-http', 'down');
-    await until(() => a.actuator.last()?.desired?.firewalls.fw1?.state === 'down', 1000);
+    await until(() => a.actuator.last()?.desired?.firewalls.fw1?.state === 'down', 2000);
     const ms = performance.now() - t0;
-    // One pass per event would be ~100 (the in-memory store answers at once).
+    expect(store.maxRunning).toBe(1);
+    // One pass per event would be ~100; a pass (≥ 20 ms) is followed by a pause as long as itself.
     expect(store.passes).toBeGreaterThan(0);
-    expect(store.passes).toBeLessThanOrEqual(Math.ceil(ms / 100) + 2);
+    expect(store.passes).toBeLessThanOrEqual(Math.ceil(ms / 40) + 2);
   });
 
   it('a leader-key event that arrives while a tick runs is not dropped: the target campaigns again at once', async () => {
