@@ -158,6 +158,8 @@ const EVENT_OF_SEGMENT: Record<string, StoreEvent> = {
   observations: 'observations', desired: 'desired', drain: 'drains', maintenance: 'maintenance',
   leader: 'leader', switchover: 'switchover', status: 'status',
 };
+/** Puts per txn: below etcd's default --max-txn-ops (128). */
+const TXN_PUTS = 100;
 const ALL_EVENTS: readonly StoreEvent[] = ['observations', 'desired', 'drains', 'maintenance', 'leader', 'switchover', 'status'];
 
 class EtcdLeadership implements Leadership {
@@ -436,6 +438,17 @@ export class EtcdStore implements CoordinationStore {
     await this.put(`put observation ${o.node}/${o.firewall}/${o.check}`, this.key('observations', o.node, o.firewall, o.check), o, s.id);
   }
 
+  /** One txn per TXN_PUTS observations (one raft proposal each), all bound to this node's lease. */
+  async putObservations(os: readonly Observation[]): Promise<void> {
+    if (os.length === 0) return;
+    const s = await this.liveSession();
+    for (let i = 0; i < os.length; i += TXN_PUTS) {
+      const part = os.slice(i, i + TXN_PUTS);
+      const success = part.map((o) => ({ request_put: { key: Buffer.from(this.key('observations', o.node, o.firewall, o.check)), value: Buffer.from(JSON.stringify(o)), lease: s.id } }));
+      await this.call(`put ${part.length} observations of ${part[0]!.node}`, () => this.client.kv.txn({ compare: [], success, failure: [] }));
+    }
+  }
+
   /** One range over the prefix: a consistent snapshot at one revision. Bad entries are skipped and reported. */
   async listObservations(): Promise<Observation[]> {
     const kvs = await this.range('list observations', this.key('observations') + '/', true);
@@ -524,6 +537,9 @@ export class EtcdStore implements CoordinationStore {
     if (this.opts.fastLeadership) return this.campaignFast(role, node, this.opts.fastLeadership);
     const s = await this.liveSession();
     const key = Buffer.from(this.key('leader', role));
+    // Read before writing: a compare-and-create that fails is a raft proposal too, one per standby per tick.
+    const held = (await this.call(`read leader ${role}`, () => this.client.kv.range({ key }))).kvs[0];
+    if (held) return this.heldBy(role, held, s);
     const value = Buffer.from(JSON.stringify({ node, since: this.now() }));
     const res = await this.call(`campaign ${role}`, () => this.client.kv.txn({
       compare: [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
@@ -532,8 +548,13 @@ export class EtcdStore implements CoordinationStore {
     }));
     if (res.succeeded) return this.leadership(role, value, s);
     const kv = res.responses[0]?.response_range?.kvs[0];
-    if (kv && kv.lease === s.id) return this.leadership(role, kv.value, s);
-    if (kv && kv.lease === '0') throw this.mixedProfiles(role, 'not bound to a lease (a node runs the fast profile)');
+    return kv ? this.heldBy(role, kv, s) : null;
+  }
+
+  /** Lease profile: the leader key exists; ours (a write whose answer was lost) or another node's. */
+  private heldBy(role: Role, kv: IKeyValue, s: LeaseSession): Leadership | null {
+    if (kv.lease === s.id) return this.leadership(role, kv.value, s);
+    if (kv.lease === '0') throw this.mixedProfiles(role, 'not bound to a lease (a node runs the fast profile)');
     return null;
   }
 

@@ -26,6 +26,10 @@ export class MemoryStore implements CoordinationStore {
     this.observations.set(`${o.node}/${o.firewall}/${o.check}`, o);
     this.emit('observations');
   }
+  async putObservations(os: readonly Observation[]): Promise<void> {
+    for (const o of os) this.observations.set(`${o.node}/${o.firewall}/${o.check}`, o);
+    if (os.length > 0) this.emit('observations');
+  }
   async listObservations(): Promise<Observation[]> {
     return [...this.observations.values()];
   }

@@ -210,10 +210,16 @@ export class NodeController {
 
   /** Keep every observation fresh in the store (they go stale after observationStaleMs). */
   private async refreshObservations(): Promise<void> {
+    if (this.stopping) return;
     const refreshMs = this.config.timing.observationStaleMs / 4;
-    for (const o of this.prober.snapshot()) {
-      const last = this.lastPublished.get(`${o.firewall}/${o.check}`) ?? 0;
-      if (o.updatedAt - last >= refreshMs) await this.publish(o);
+    const due = this.prober.snapshot().filter((o) => o.updatedAt - (this.lastPublished.get(`${o.firewall}/${o.check}`) ?? 0) >= refreshMs);
+    if (due.length === 0) return;
+    try {
+      // One request for all of them (one etcd write), not one per observation.
+      await this.deps.store.putObservations(due);
+      for (const o of due) this.lastPublished.set(`${o.firewall}/${o.check}`, o.updatedAt);
+    } catch (e) {
+      this.storeTrouble(`refresh ${due.length} observations`, e);
     }
   }
 
@@ -609,12 +615,19 @@ export class NodeController {
         this.error('status file', e);
       }
     }
+    // Written when it changed, else as often as observations are refreshed (it goes stale like them).
+    const { updatedAt: _u, fenceRemainingMs: _f, ...content } = s;
+    const same = JSON.stringify(content) === this.lastStatus.content;
+    if (same && this.now() - this.lastStatus.at < this.config.timing.observationStaleMs / 4) return;
     try {
       await this.deps.store.putNodeStatus(s);
+      this.lastStatus = { content: JSON.stringify(content), at: s.updatedAt };
     } catch (e) {
       this.storeTrouble('publish status', e);
     }
   }
+  /** The last status written to the store, without its timestamps. */
+  private lastStatus = { content: '', at: Number.NEGATIVE_INFINITY };
 
   // --- stop ---
 

@@ -65,6 +65,8 @@ export type StoreEvent = 'observations' | 'desired' | 'drains' | 'maintenance' |
 export interface CoordinationStore {
   /** Write one observation (atomic per key). It disappears when this node's session ends. */
   putObservation(o: Observation): Promise<void>;
+  /** Write several observations of this node in as few requests as the store allows (refreshes); atomic per key. */
+  putObservations(os: readonly Observation[]): Promise<void>;
   /** Every observation, read in one consistent snapshot. */
   listObservations(): Promise<Observation[]>;
 
