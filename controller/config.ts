@@ -102,7 +102,7 @@ const CheckSchema = z.strictObject({
   fall: z.number().int().min(1).max(100).default(3),
   /** Random extra delay per run, as a fraction of intervalMs, so probes do not synchronise. */
   jitter: z.number().min(0).max(0.5).default(0.1),
-  /** icmp only: 'stream' = one long-lived ping per target (cheap at high rates), 'package' = one ping process per probe. */
+  /** icmp only: 'stream' (the daemon's default) = one long-lived ping per target; 'package' = one ping process per probe (the `ping` npm package, as one-shot CLI checks use). */
   icmpEngine: z.enum(['package', 'stream']).optional(),
 });
 

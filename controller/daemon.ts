@@ -72,7 +72,8 @@ export async function runDaemon(config: Config, nodeName: string): Promise<numbe
       releasePaths: async () => void (await actuator.releasePaths()), refreshPathFence: () => actuator.refreshPathFence() }),
     prober: (onObservation) => new ProbeEngine({
       jobs: probeJobs(config, nodeName),
-      probe: probeFactory(),
+      // ICMP through long-lived pings (checks/icmp-stream.ts): no process per probe.
+      probe: probeFactory({ icmp: 'stream' }),
       onObservation: (o, changed) => {
         metrics.observation(o);
         onObservation(o, changed);
