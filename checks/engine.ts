@@ -2,7 +2,7 @@
 import type { Observation } from '../controller/types';
 import type { ProbeJob } from './jobs';
 import { probeFactory, type ProbeFactory, type ProbeFn } from './probes';
-import { initialRiseFall, stepRiseFall, streakOf, type ProbeResult, type RiseFallState } from './risefall';
+import { initialRiseFall, LossWindow, stepRiseFall, streakOf, type ProbeResult, type RiseFallState } from './risefall';
 
 export interface EngineClock {
   /** Monotonic milliseconds, for scheduling. */
@@ -43,6 +43,8 @@ interface Slot {
   readonly job: ProbeJob;
   readonly probe: ProbeFn;
   rf: RiseFallState;
+  /** The check's loss window, when it has one. */
+  readonly window: LossWindow | null;
   obs: Observation;
   timer: unknown;
   controller: AbortController | null;
@@ -86,7 +88,8 @@ export class ProbeEngine {
       if (keys.has(key)) throw new Error(`probe engine: duplicate job ${key}`);
       keys.add(key);
       const rf = initialRiseFall(now);
-      return { job, probe: factory(job), rf, obs: observationOf(job, rf), timer: null, controller: null, inFlight: null, plannedAt: 0 };
+      const window = job.check.lossWindow ? new LossWindow(job.check.lossWindow.probes) : null;
+      return { job, probe: factory(job), rf, window, obs: observationOf(job, rf), timer: null, controller: null, inFlight: null, plannedAt: 0 };
     });
   }
 
@@ -158,7 +161,7 @@ export class ProbeEngine {
     slot.controller = null;
     if (this.statusValue !== 'running') return;
 
-    const step = stepRiseFall(slot.rf, result, this.clock.epochMs(), check);
+    const step = stepRiseFall(slot.rf, result, this.clock.epochMs(), check, slot.window?.push(result.ok));
     slot.rf = step.next;
     slot.obs = observationOf(slot.job, step.next);
     try {

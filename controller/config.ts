@@ -102,6 +102,18 @@ const CheckSchema = z.strictObject({
   fall: z.number().int().min(1).max(100).default(3),
   /** Random extra delay per run, as a fraction of intervalMs, so probes do not synchronise. */
   jitter: z.number().min(0).max(0.5).default(0.1),
+  /**
+   * Gray failures: also down when the last `probes` results hold at least downPct % failures, and up
+   * again (besides `rise` successes in a row) only when they hold at most upPct %. Off when absent.
+   */
+  lossWindow: z.strictObject({
+    /** Results counted: the last this many probes. */
+    probes: z.number().int().min(10).max(100_000),
+    /** Down at this share of failures (percent). */
+    downPct: z.number().gt(0).max(100),
+    /** Up again only at or below this share (percent), below downPct. */
+    upPct: z.number().min(0).lt(100),
+  }).optional(),
   /** icmp only: 'stream' (the daemon's default) = one long-lived ping per target; 'package' = one ping process per probe (the `ping` npm package, as one-shot CLI checks use). */
   icmpEngine: z.enum(['package', 'stream']).optional(),
 });
@@ -385,6 +397,7 @@ function crossCheck(c: z.infer<typeof ConfigObject>, ctx: z.RefinementCtx): void
     if (k.kind === 'http' && !k.url) issue(p('url'), 'http checks need a url');
     if (k.kind !== 'http' && (k.url || k.expectStatus || k.bodyMatch)) issue(p('kind'), `url, expectStatus and bodyMatch are for http checks, not ${k.kind}`);
     if (k.kind !== 'icmp' && k.icmpEngine) issue(p('icmpEngine'), `icmpEngine is for icmp checks, not ${k.kind}`);
+    if (k.lossWindow && k.lossWindow.upPct >= k.lossWindow.downPct) issue(p('lossWindow'), `upPct (${k.lossWindow.upPct}) must be below downPct (${k.lossWindow.downPct}), or a firewall could be judged down and up by the same window`);
     if (k.kind === 'tcp' && !k.port) issue(p('port'), 'tcp checks need a port');
     if (k.scope === 'path' && k.kind !== 'http' && !k.target) issue(p('target'), 'path checks need a target beyond the firewalls');
     if (k.scope === 'leg' && k.target) issue(p('target'), 'leg checks target the firewall itself; remove target');

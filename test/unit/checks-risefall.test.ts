@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { initialRiseFall, stepRiseFall, streakOf, type ProbeResult, type RiseFallState } from '../../checks/risefall';
+import { initialRiseFall, LossWindow, stepRiseFall, streakOf, windowThresholds, type ProbeResult, type RiseFallState } from '../../checks/risefall';
 
 const OK: ProbeResult = { ok: true, rttMs: 1.5 };
 const FAIL: ProbeResult = { ok: false, rttMs: 800, error: 'timeout after 800 ms' };
@@ -113,5 +113,106 @@ describe('rise/fall', () => {
         });
       },
     ));
+  });
+});
+
+describe('loss window (gray failures)', () => {
+  /** xorshift32: the same losses for the same seed. */
+  function rng(seed: number): () => number {
+    let s = seed >>> 0 || 1;
+    return () => {
+      s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+      return s / 4294967296;
+    };
+  }
+  /** The documented profile for 50 ms ICMP probes (docs/decisions.md). */
+  const limits = { rise: 3, fall: 4, lossWindow: { probes: 160, downPct: 10, upPct: 4 } };
+
+  /** Feeds phases of [probes, loss probability]; returns the state changes (probe index, state, caused by the window). */
+  function simulate(seed: number, phases: [number, number][]) {
+    const random = rng(seed);
+    const window = new LossWindow(limits.lossWindow.probes);
+    let s = initialRiseFall(0);
+    let i = 0;
+    const changes: { at: number; state: string; byWindow: boolean }[] = [];
+    for (const [n, loss] of phases) {
+      for (let k = 0; k < n; k++, i++) {
+        const ok = random() >= loss;
+        const step = stepRiseFall(s, ok ? OK : FAIL, i, limits, window.push(ok));
+        s = step.next;
+        if (step.changed) changes.push({ at: i, state: s.state, byWindow: s.state === 'down' && s.failStreak < limits.fall });
+      }
+    }
+    return changes;
+  }
+
+  it('the ring counts failures among exactly the last N results', () => {
+    fc.assert(fc.property(fc.integer({ min: 1, max: 20 }), fc.array(fc.boolean(), { maxLength: 100 }), (n, results) => {
+      const w = new LossWindow(n);
+      results.forEach((ok, i) => {
+        const c = w.push(ok);
+        const last = results.slice(Math.max(0, i + 1 - n), i + 1);
+        expect(c).toEqual({ lost: last.filter((x) => !x).length, counted: last.length });
+      });
+    }));
+  });
+
+  it('thresholds are counts over a full window, at least one failure to go down', () => {
+    expect(windowThresholds({ probes: 160, downPct: 10, upPct: 4 })).toEqual({ downLost: 16, upLost: 6 });
+    expect(windowThresholds({ probes: 10, downPct: 1, upPct: 0 })).toEqual({ downLost: 1, upLost: 0 });
+  });
+
+  it('down on a full share of failures without `fall` in a row; up only when the share is low again; says why', () => {
+    const l = { rise: 2, fall: 3, lossWindow: { probes: 10, downPct: 30, upPct: 10 } };
+    const w = new LossWindow(10);
+    let s = initialRiseFall(0);
+    const step = (ok: boolean, t: number) => (s = stepRiseFall(s, ok ? OK : FAIL, t, l, w.push(ok)).next);
+    [true, true, true].forEach((ok, i) => step(ok, i));
+    expect(s.state).toBe('up');
+    // fail, ok, fail, ok, fail: never 3 in a row, 3 of the last 8 → down at the third failure.
+    [false, true, false, true].forEach((ok, i) => step(ok, 10 + i));
+    expect(s.state).toBe('up');
+    step(false, 20);
+    expect(s.state).toBe('down');
+    expect(s.lastError).toBe('timeout after 800 ms; lost 3 of the last 8 probes (37.5 %)');
+    // Two successes in a row are not enough while the window still holds more than one failure.
+    step(true, 21);
+    step(true, 22);
+    expect(s.state).toBe('down');
+    for (let t = 23; s.state === 'down' && t < 40; t++) step(true, t);
+    expect(s.state).toBe('up');
+  });
+
+  it('a black-hole still goes down at the `fall`-th failure in a row', () => {
+    const changes = simulate(7, [[400, 0], [10, 1]]);
+    expect(changes.filter((c) => c.state === 'down')).toEqual([{ at: 403, state: 'down', byWindow: false }]);
+  });
+
+  it('2 % random loss: the window never takes a check down (200 seeded runs of 10 minutes at 20 probes/s)', () => {
+    let byWindow = 0;
+    let consecutive = 0;
+    for (let seed = 1; seed <= 200; seed++) {
+      for (const c of simulate(seed, [[12_000, 0.02]])) {
+        if (c.state === 'down' && c.byWindow) byWindow++;
+        if (c.state === 'down' && !c.byWindow) consecutive++;
+      }
+    }
+    expect(byWindow).toBe(0);
+    // Four losses in a row at 2 %: 0.02^4 per probe, ~0.2 % of 10-minute runs (docs/decisions.md).
+    expect(consecutive).toBeLessThanOrEqual(3);
+  });
+
+  it('a gray failure (10 % lost each way, 19 % of echoes) is down within 10 s in 99 % of seeded runs and stays down', () => {
+    const detectS: number[] = [];
+    let upAgain = 0;
+    for (let seed = 1; seed <= 300; seed++) {
+      const changes = simulate(10_000 + seed, [[2000, 0.02], [1200, 0.19]]);
+      const down = changes.find((c) => c.state === 'down' && c.at >= 2000);
+      detectS.push(down ? (down.at - 2000) * 0.05 : Number.POSITIVE_INFINITY);
+      upAgain += changes.filter((c) => c.at >= 2000 && c.state === 'up' && down && c.at > down.at).length;
+    }
+    detectS.sort((a, b) => a - b);
+    expect(detectS[Math.ceil(0.99 * detectS.length) - 1]).toBeLessThanOrEqual(10);
+    expect(upAgain).toBe(0);
   });
 });

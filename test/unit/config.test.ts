@@ -23,6 +23,13 @@ describe('config', () => {
     expect(c.vipGroups[0]?.garp.count).toBe(3);
   });
 
+  it('a loss window needs upPct below downPct, and sane numbers', () => {
+    const win = (w: string) => example.replace('- { name: ingress-leg, kind: icmp, scope: leg, from: ingress, intervalMs: 1000, timeoutMs: 800 }', `- { name: ingress-leg, kind: icmp, scope: leg, from: ingress, intervalMs: 1000, timeoutMs: 800, lossWindow: ${w} }`);
+    expect(parseConfig(win('{ probes: 160, downPct: 10, upPct: 4 }')).checks.find((k) => k.name === 'ingress-leg')?.lossWindow).toEqual({ probes: 160, downPct: 10, upPct: 4 });
+    expect(errorsOf(win('{ probes: 160, downPct: 5, upPct: 5 }'))).toEqual([expect.stringMatching(/^checks\.\d+\.lossWindow: upPct \(5\) must be below downPct \(5\)/)]);
+    expect(errorsOf(win('{ probes: 5, downPct: 0, upPct: 1 }')).join('\n')).toMatch(/lossWindow\.probes.*\n.*lossWindow\.downPct/);
+  });
+
   it('validates the fast leadership profile against its own timing and etcd\'s election timeout', () => {
     const etcd = (leadership: string, election = '') => example.replace(/store:[^\n]*\n(  [^\n]*\n)*/, `store: { kind: etcd, endpoints: [http://10.9.0.1:2379], leadership: ${leadership}${election} }\n`);
     const ok = parseConfig(etcd('{ mode: fast, renewIntervalMs: 100, takeoverAfterMs: 500, marginMs: 150 }', ', etcdElectionTimeoutMs: 100'));
