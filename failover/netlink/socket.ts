@@ -1,7 +1,7 @@
 // rtnetlink for the whole process (the `netlink` N-API addon): one socket for requests, each with a deadline, and one
 // for notifications.
 import { getSystemErrorMap, getSystemErrorName } from 'node:util';
-import type { NetlinkSocket } from 'netlink';
+import type { NetlinkSocket } from 'netlink/dist/netlink';
 
 /** One message of a reply or a notification: nlmsg_type, the sender's port, the payload after the header. */
 export interface RtnlMessage {
@@ -129,9 +129,10 @@ class AddonRtnl implements Rtnl {
 /** A new rtnetlink socket, or why there is none (the addon did not load, no netlink in this sandbox). */
 export function openRtnl(timeoutMs: number): { rtnl: Rtnl } | { error: string } {
   try {
-    // Loaded on first use: `sandwich --version` and the exec fallback never pay for the addon.
+    // Loaded on first use: `sandwich --version` and the exec fallback never pay for the addon. Only the socket
+    // layer: the package index also loads every family's generated structs (≈ 4× the time, +7 MB RSS).
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const nl = require('netlink') as typeof import('netlink');
+    const nl = require('netlink/dist/netlink') as typeof import('netlink/dist/netlink');
     // Not referenced: an idle socket does not keep a CLI process alive. 1 MiB for notification bursts; send: default (0).
     return { rtnl: new AddonRtnl(() => nl.createNetlink(NETLINK_ROUTE, { ref: false, recvBufferSize: 1 << 20, sendBufferSize: 0 }), timeoutMs) };
   } catch (e) {
