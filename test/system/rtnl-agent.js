@@ -1,6 +1,7 @@
 // Runs inside a network namespace (`ip netns exec NS node rtnl-agent.js`): the rtnetlink drivers of dist/ driven
 // by line-delimited JSON requests on stdin; answers and kernel-change reports are JSON lines on stdout.
 'use strict';
+/* eslint-disable @typescript-eslint/no-require-imports -- a plain node script (no TypeScript in the namespace), over dist/ */
 const { createInterface } = require('node:readline');
 const dist = (m) => require(`../../dist/failover/${m}`);
 const { netlinkKernels } = dist('netlink/kernels');
