@@ -4,7 +4,7 @@ import { addressArgs } from '../../failover/addresses';
 import {
   addrBytes, AF_INET, AF_INET6, attr, cstr, decodeRuleHdr, decodeRtMsg, encodeIfAddrMsg, encodeRtMsg, encodeRuleHdr, FRA, IFA, NLM_F, parseAttrs, readAddr, RTA, RTM, RtnlDecodeError, u32,
 } from '../../failover/netlink/codec';
-import { describeNotification, type KernelInterest } from '../../failover/netlink/kernel-watch';
+import { describeNotification, KernelWatch, WATCH_GROUPS, type KernelInterest } from '../../failover/netlink/kernel-watch';
 import { decodeAddress, encodeAddressOp, NetlinkAddressesKernel } from '../../failover/netlink/rtnl-addresses';
 import { decodeRoute, decodeRule, encodeRouteOp, encodeRule, NetlinkRoutesKernel } from '../../failover/netlink/rtnl-routes';
 import { RtnlRequestError, type Rtnl, type RtnlMessage } from '../../failover/netlink/socket';
@@ -200,5 +200,39 @@ describe('notification filter', () => {
   });
   it('an undecodable notification counts as a possible change (reconcile rather than guess)', () => {
     expect(describeNotification(msg(RTM.NEWRULE, Buffer.alloc(3)), interest)).toMatch(/^undecodable notification \(type 32: rule message has 3 bytes/);
+  });
+});
+
+describe('KernelWatch', () => {
+  it('subscribes to link, address, route and rule groups of both families; coalesces a burst; ignores its own changes; reports lost notifications', async () => {
+    let deliver: (m: RtnlMessage) => void = () => undefined;
+    let lost: (why: string) => void = () => undefined;
+    let groups: readonly number[] = [];
+    const rtnl: Rtnl = {
+      port: 77,
+      request: async () => [],
+      subscribe: (g, fn, onLost) => { groups = g; deliver = fn; lost = onLost; return () => { groups = []; }; },
+      close: () => undefined,
+    };
+    const interest: KernelInterest = { tables4: new Set([101]), tables6: new Set(), rulePriorities: new Set(), devs: new Set(), addresses: new Set() };
+    const seen: { what: string; count: number }[] = [];
+    const w = new KernelWatch(rtnl, () => interest, (c) => seen.push(c), 10);
+    w.start();
+    expect([...groups].sort((a, b) => a - b)).toEqual([1, 5, 7, 8, 9, 11, 19]);
+    expect(WATCH_GROUPS).toHaveLength(7);
+    const del = Buffer.concat([rtmsg({ table: 101 })]);
+    deliver({ type: RTM.DELROUTE, port: 77, data: del }); // caused by our own request
+    await new Promise((r) => setTimeout(r, 30));
+    expect(seen).toEqual([]);
+    deliver({ type: RTM.DELROUTE, port: 0, data: del });
+    deliver({ type: RTM.NEWROUTE, port: 4242, data: del });
+    deliver({ type: RTM.NEWROUTE, port: 0, data: Buffer.concat([rtmsg({ table: 7 })]) }); // unmanaged
+    await new Promise((r) => setTimeout(r, 30));
+    expect(seen).toEqual([{ what: 'route deleted in table 101 (IPv4)', count: 2 }]);
+    lost('No buffer space available');
+    await new Promise((r) => setTimeout(r, 30));
+    expect(seen[1]).toEqual({ what: 'notifications lost (No buffer space available)', count: 1 });
+    w.close();
+    expect(groups).toEqual([]);
   });
 });
