@@ -3,6 +3,8 @@ import { ProbeEngine } from '../checks/engine';
 import { probeJobs } from '../checks/jobs';
 import { probeFactory } from '../checks/probes';
 import { Actuator } from '../failover/actuator';
+import { KernelWatch } from '../failover/netlink/kernel-watch';
+import { netlinkKernels } from '../failover/netlink/kernels';
 import { ExecRunner, ExecSpawner } from '../failover/runner';
 import { createApiHandler, readToken, startApi, type ApiServer } from './api';
 import { ConfigError, eventLogPath, nodeByName, type Config } from './config';
@@ -58,7 +60,11 @@ export async function runDaemon(config: Config, nodeName: string): Promise<numbe
   let pathFenceUntil = (): number => Number.NEGATIVE_INFINITY;
   let leaseRenewed = (): void => undefined;
   const store = await openStore(config, events, nodeName, () => leaseRenewed());
+  // Rules, routes and addresses through rtnetlink; `ip` commands only when the addon cannot load.
+  const kernels = netlinkKernels(config.timing.commandTimeoutMs);
+  if ('error' in kernels) events.emit({ event: 'kernel', level: 'warn', node: nodeName, reason: `${kernels.error}; rules, routes and addresses go through ip commands` });
   const actuator = new Actuator(config, nodeName, runner, {
+    ...('error' in kernels ? {} : { routesKernel: kernels.routes, addressesKernel: kernels.addresses }),
     canAnnounce: () => canAnnounce(),
     fenceUntil: () => fenceUntil(),
     canAnnouncePaths: () => wantPaths(),
@@ -88,6 +94,12 @@ export async function runDaemon(config: Config, nodeName: string): Promise<numbe
   pathFenceUntil = node.pathFenceUntil;
   leaseRenewed = node.leaseRenewed;
   metrics.attach({ isLeader: () => node.isLeader, holdsPaths: () => node.holdsPaths });
+  // A managed rule, route, address or interface changed behind our back: reconcile now (the periodic pass stays).
+  const interest = actuator.kernelInterest();
+  const watch = 'error' in kernels ? null : new KernelWatch(kernels.rtnl, () => interest, (c) => {
+    events.emit({ event: 'kernel', node: nodeName, reason: `kernel notification: ${c.what}${c.count > 1 ? ` (+${c.count - 1} more)` : ''}; reconciling` });
+    void node.requestReconcile();
+  });
   const notifier = systemdNotifier({ onError: (m) => events.emit({ event: 'error', level: 'warn', node: nodeName, reason: m }) });
 
   let code = 0;
@@ -109,6 +121,7 @@ export async function runDaemon(config: Config, nodeName: string): Promise<numbe
         throw new ConfigError('<config>', [{ path: 'api.listen', message: e.message }]);
       });
     }
+    watch?.start();
     await node.start();
     await notifier.ready(`${nodeName} running as ${node.role} node${api ? `; API on ${api.address}` : ''}`);
     stopWatchdog = notifier.startWatchdog(() => node.state === 'RUNNING');
@@ -118,6 +131,7 @@ export async function runDaemon(config: Config, nodeName: string): Promise<numbe
     await node.stop(why);
   } finally {
     stopWatchdog();
+    watch?.close();
     await actuator.fence?.close();
     await actuator.pathFence?.close();
     await api?.close();
@@ -149,6 +163,7 @@ export async function planNode(config: Config, nodeName: string, opts: { leader:
     }
   }
   // Path addresses of active-active groups are planned as held (a healthy node).
-  const plan = await Actuator.plan(config, nodeName, runner, desired, { holdsVips: opts.leader, holdsPaths: true });
+  const kernels = netlinkKernels(config.timing.commandTimeoutMs);
+  const plan = await Actuator.plan(config, nodeName, runner, desired, { holdsVips: opts.leader, holdsPaths: true }, 'error' in kernels ? {} : kernels);
   return [...plan.commands, ...plan.errors.map((e) => `# ${e.driver}: ${e.error.message}`)];
 }

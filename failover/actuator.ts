@@ -2,12 +2,14 @@
 import type { Config, FirewallConfig, NodeConfig, Role, ServiceConfig } from '../controller/config';
 import { nodeByName, pathGroupsOf, probeTable } from '../controller/config';
 import type { Desired } from '../controller/types';
-import type { AddressWant, AddressesWant } from './addresses';
+import type { AddressWant, AddressesKernel, AddressesWant } from './addresses';
 import { AddressesDriver } from './addresses';
 import { ConntrackDriver } from './conntrack';
 import { ArpFence } from './fence';
 import { IpvsDriver, type IpvsServiceWant, type IpvsWant } from './ipvs';
-import { RoutesDriver, type RouteWant, type RoutesResult, type RoutesWant, type RuleWant } from './routes';
+import { RoutesDriver, type RoutesKernel, type RouteWant, type RoutesResult, type RoutesWant, type RuleWant } from './routes';
+import { PlanAddressesKernel, PlanRoutesKernel } from './plan-kernels';
+import { interestAddress, type KernelInterest } from './netlink/kernel-watch';
 import { PlanRunner, type CommandRunner, type ProcessSpawner } from './runner';
 import { SysctlDriver, type SysctlWant } from './sysctl';
 import { ManualTimers, type Timers } from './timers';
@@ -37,6 +39,10 @@ export interface ActuatorOptions {
    * addresses (their own fence table). Without it, or with pathFenceMs 0, path addresses are not fenced.
    */
   pathFenceUntil?: () => number;
+  /** Rules and routes through this seam (default: `ip` commands through the runner), e.g. rtnetlink. */
+  routesKernel?: RoutesKernel;
+  /** Addresses (probe sources, VIPs, path addresses) through this seam (default: `ip` commands). */
+  addressesKernel?: AddressesKernel;
 }
 
 /** nftables table of the path addresses' fence (the leader VIPs' fence is DEFAULT_FENCE_TABLE). */
@@ -290,11 +296,11 @@ export class Actuator {
     this.sysctl = new SysctlDriver(runner, d);
     // On by default: both LBs must keep the config's real-server order, or an LB failover re-hashes every flow.
     this.ipvs = new IpvsDriver(runner, { ...d, fixOrder: opts.fixOrder ?? true });
-    this.addresses = new AddressesDriver(runner, d);
-    this.routes = new RoutesDriver(runner, d);
-    this.routes6 = new RoutesDriver(runner, { ...d, family: 6 });
+    this.addresses = new AddressesDriver(opts.addressesKernel ?? runner, d);
+    this.routes = new RoutesDriver(opts.routesKernel ?? runner, d);
+    this.routes6 = new RoutesDriver(opts.routesKernel ?? runner, { ...d, family: 6 });
     this.conntrack = new ConntrackDriver(runner);
-    this.vips = vipGroupsFor(config, this.node).map((g) => new VipGroup(runner, g, { ...d, timers: opts.timers, canAnnounce: opts.canAnnounce }));
+    this.vips = vipGroupsFor(config, this.node).map((g) => new VipGroup(runner, g, { ...d, timers: opts.timers, canAnnounce: opts.canAnnounce, addressesKernel: opts.addressesKernel }));
     const fast = config.store.kind === 'etcd' && config.store.leadership.mode === 'fast' ? config.store.leadership : null;
     const windowMs = config.store.kind !== 'etcd' ? 0 : fast ? fast.takeoverAfterMs - fast.marginMs : config.store.leaseTtlS * 1000 * 0.75;
     // Fast profile: refresh when at least a third of the validity window is gained (not on every ~100 ms renewal).
@@ -306,7 +312,7 @@ export class Actuator {
     };
     const fence = opts.fenceUntil ? new ArpFence(runner, this.vips.flatMap((v) => v.group.addresses.map((a) => a.address)), opts.fenceUntil, fenceOpts) : null;
     this.fence = fence && !fence.empty ? fence : null;
-    this.paths = pathGroupsFor(config, this.node).map((g) => new VipGroup(runner, g, { ...d, timers: opts.timers, canAnnounce: opts.canAnnouncePaths, kind: 'path' }));
+    this.paths = pathGroupsFor(config, this.node).map((g) => new VipGroup(runner, g, { ...d, timers: opts.timers, canAnnounce: opts.canAnnouncePaths, kind: 'path', addressesKernel: opts.addressesKernel }));
     // One fence table for every active-active group of the node; the shortest pathFenceMs sets its refresh pace.
     const fenced = pathGroupsOf(config, this.node).filter(({ group }) => group.pathFenceMs > 0);
     const holdMs = Math.min(...fenced.map(({ group }) => group.pathFenceMs));
@@ -321,6 +327,20 @@ export class Actuator {
         })
       : null;
     this.pathFence = pathFence && !pathFence.empty ? pathFence : null;
+  }
+
+  /** The kernel objects this node manages (tables, rule priorities, addresses and their interfaces): the drift filter. */
+  kernelInterest(): KernelInterest {
+    const w = nodeWants(this.config, this.node, null);
+    const addrs = [...w.addresses.present, ...[...this.vips, ...this.paths].flatMap((v) => v.group.addresses)];
+    const routeDevs = [w.routes, w.routes6].flatMap((r) => (r ? Object.values(r.tables).flatMap((t) => t.map((x) => x.dev)) : []));
+    return {
+      tables4: new Set(Object.keys(w.routes.tables).map(Number)),
+      tables6: new Set(Object.keys(w.routes6?.tables ?? {}).map(Number)),
+      rulePriorities: new Set([...w.routes.rules, ...(w.routes6?.rules ?? [])].map((r) => r.priority).concat(w.routes.managedPriorities ?? [])),
+      devs: new Set([...addrs.map((a) => a.dev), ...routeDevs].filter((d): d is string => d !== undefined && d !== 'lo')),
+      addresses: new Set(addrs.map((a) => interestAddress(a.address.split('/')[0] ?? ''))),
+    };
   }
 
   /** Active-active groups: this node's path addresses, with their current state. */
@@ -395,10 +415,19 @@ export class Actuator {
     await Promise.all([...this.vips, ...this.paths].map((v) => v.settled()));
   }
 
-  /** `sandwich plan`: the commands a reconcile would run, reading the real kernel through `reader`. */
-  static async plan(config: Config, nodeName: string, reader: CommandRunner, desired: Desired | null, opts: ReconcileOptions): Promise<{ commands: string[]; errors: DriverFailure[] }> {
+  /**
+   * `sandwich plan`: the commands a reconcile would run, reading the real kernel through `reader` (and through
+   * `kernels` for the drivers that have a kernel seam, e.g. rtnetlink).
+   */
+  static async plan(config: Config, nodeName: string, reader: CommandRunner, desired: Desired | null, opts: ReconcileOptions, kernels: { routes?: RoutesKernel; addresses?: AddressesKernel } = {}): Promise<{ commands: string[]; errors: DriverFailure[] }> {
     const planner = new PlanRunner(reader, isReadCommand);
-    const a = new Actuator(config, nodeName, planner, { verify: false, timers: new ManualTimers() });
+    const record = (line: string) => void planner.planned.push(line);
+    const a = new Actuator(config, nodeName, planner, {
+      verify: false,
+      timers: new ManualTimers(),
+      ...(kernels.routes ? { routesKernel: new PlanRoutesKernel(kernels.routes, record) } : {}),
+      ...(kernels.addresses ? { addressesKernel: new PlanAddressesKernel(kernels.addresses, record) } : {}),
+    });
     try {
       const r = await a.reconcile(desired, opts);
       return { commands: [...planner.planned], errors: r.errors };

@@ -1,4 +1,5 @@
-// Interface addresses (probe sources, VIPs): read `ip -j addr show dev X`, add what is missing, delete what must go.
+// Interface addresses (probe sources, VIPs): read them (rtnetlink, or `ip -j addr show dev X`), add what is missing,
+// delete what must go; every change is reported as the `ip addr …` command it equals.
 import { isIPv4, isIPv6 } from 'node:net';
 import { CommandFailedError, formatCommand, type CommandRunner } from './runner';
 import {
@@ -73,7 +74,46 @@ export async function readAddresses(runner: CommandRunner, dev: string): Promise
   }
 }
 
-function split(cidr: string): { ip: string; len: number } {
+/** One change; `addressArgs` gives the `ip` arguments it equals. */
+export interface AddressOp {
+  readonly op: 'add' | 'del';
+  readonly dev: string;
+  /** With prefix length. */
+  readonly address: string;
+  /** IPv6 add only. */
+  readonly nodad?: boolean;
+}
+
+export function addressArgs(op: AddressOp): string[] {
+  return ['addr', op.op, op.address, 'dev', op.dev, ...(op.nodad ? ['nodad'] : [])];
+}
+
+/** How an AddressesDriver reads and changes the kernel: `ip` commands (ExecAddressesKernel) or rtnetlink (failover/netlink). */
+export interface AddressesKernel {
+  /** The addresses on `dev`; KernelUnavailableError when there is no such interface. */
+  read(dev: string): Promise<KernelAddress[]>;
+  /** 'exists': an add found the address already there (another writer raced us; the verify decides). Errors name `driver`. */
+  apply(op: AddressOp, driver: string): Promise<'done' | 'exists'>;
+}
+
+export class ExecAddressesKernel implements AddressesKernel {
+  constructor(private readonly runner: CommandRunner) {}
+  read(dev: string): Promise<KernelAddress[]> {
+    return readAddresses(this.runner, dev);
+  }
+  async apply(op: AddressOp, driver: string): Promise<'done' | 'exists'> {
+    const args = addressArgs(op);
+    try {
+      await this.runner.run('ip', args);
+      return 'done';
+    } catch (e) {
+      if (op.op === 'add' && e instanceof CommandFailedError && /File exists/.test(stderrOf(e))) return 'exists';
+      throw wrapCommandError(driver, 'ip', args, e);
+    }
+  }
+}
+
+export function split(cidr: string): { ip: string; len: number } {
   const [ip = '', len = ''] = cidr.split('/');
   // iproute2 prints IPv6 compressed and lower-case.
   return { ip: isIPv6(ip) ? new URL(`http://[${ip}]/`).hostname.slice(1, -1) : ip, len: Number(len) };
@@ -88,36 +128,40 @@ function validate(want: AddressesWant): void {
   }
 }
 
-function plan(state: Map<string, KernelAddress[]>, want: AddressesWant): { differences: string[]; steps: string[][] } {
+function plan(state: Map<string, KernelAddress[]>, want: AddressesWant): { differences: string[]; ops: AddressOp[] } {
   const differences: string[] = [];
-  const adds: string[][] = [];
-  const dels: string[][] = [];
+  const adds: AddressOp[] = [];
+  const dels: AddressOp[] = [];
   for (const w of want.present) {
     const { ip, len } = split(w.address);
     const cur = (state.get(w.dev) ?? []).filter((k) => k.local === ip);
     if (cur.some((k) => k.prefixlen === len)) continue;
     differences.push(`${w.dev}: ${w.address} ${cur.length ? `present as /${cur.map((k) => k.prefixlen).join(', /')}` : 'missing'}`);
-    adds.push(['addr', 'add', w.address, 'dev', w.dev, ...(w.nodad && isIPv6(ip) ? ['nodad'] : [])]);
+    adds.push({ op: 'add', address: w.address, dev: w.dev, ...(w.nodad && isIPv6(ip) ? { nodad: true } : {}) });
     // Same address with another prefix: remove it after the right one is in place.
-    for (const k of cur) dels.push(['addr', 'del', `${k.local}/${k.prefixlen}`, 'dev', w.dev]);
+    for (const k of cur) dels.push({ op: 'del', address: `${k.local}/${k.prefixlen}`, dev: w.dev });
   }
   for (const w of want.absent) {
     const { ip } = split(w.address);
     for (const k of (state.get(w.dev) ?? []).filter((x) => x.local === ip)) {
       differences.push(`${w.dev}: ${k.local}/${k.prefixlen} present, want absent`);
-      dels.push(['addr', 'del', `${k.local}/${k.prefixlen}`, 'dev', w.dev]);
+      dels.push({ op: 'del', address: `${k.local}/${k.prefixlen}`, dev: w.dev });
     }
   }
-  return { differences, steps: [...adds, ...dels] };
+  return { differences, ops: [...adds, ...dels] };
 }
 
 export class AddressesDriver {
-  constructor(private readonly runner: CommandRunner, private readonly opts: DriverOptions = {}) {}
+  private readonly kernel: AddressesKernel;
+  /** `kernel`: an AddressesKernel, or a CommandRunner for the `ip` command implementation. */
+  constructor(kernel: AddressesKernel | CommandRunner, private readonly opts: DriverOptions = {}) {
+    this.kernel = 'run' in kernel ? new ExecAddressesKernel(kernel) : kernel;
+  }
 
   private async read(want: AddressesWant): Promise<Map<string, KernelAddress[]>> {
     const devs = [...new Set([...want.present, ...want.absent].map((a) => a.dev))];
     const state = new Map<string, KernelAddress[]>();
-    for (const d of devs) state.set(d, await readAddresses(this.runner, d));
+    for (const d of devs) state.set(d, await this.kernel.read(d));
     return state;
   }
 
@@ -127,15 +171,9 @@ export class AddressesDriver {
     validate(want);
     const p = plan(await this.read(want), want);
     const commands: string[] = [];
-    for (const args of p.steps) {
-      commands.push(formatCommand('ip', args));
-      try {
-        await this.runner.run('ip', args);
-      } catch (e) {
-        // Added meanwhile by another writer (an operator, or a pass that raced this one): the verify below decides.
-        if (args[1] === 'add' && e instanceof CommandFailedError && /File exists/.test(stderrOf(e))) continue;
-        throw wrapCommandError(driver, 'ip', args, e);
-      }
+    for (const op of p.ops) {
+      commands.push(formatCommand('ip', addressArgs(op)));
+      await this.kernel.apply(op, driver);
     }
     if (commands.length && (this.opts.verify ?? true)) {
       const again = plan(await this.read(want), want);

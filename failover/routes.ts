@@ -1,4 +1,5 @@
-// Policy rules and routes in managed tables: read `ip -j rule show` / `ip -j route show table N`, apply the difference.
+// Policy rules and routes in managed tables: read them (rtnetlink, or `ip -j rule show` / `ip -j route show table N`),
+// apply the difference as typed operations, each equal to one `ip` command line.
 import { isIPv4, isIPv6 } from 'node:net';
 import { formatCommand, type CommandRunner } from './runner';
 import {
@@ -51,7 +52,7 @@ export interface RoutesDriverOptions extends DriverOptions {
   family?: Family;
 }
 
-interface FamilyRules {
+export interface FamilyRules {
   readonly isAddr: (s: string) => boolean;
   readonly hostLen: number;
   readonly any: string;
@@ -64,7 +65,7 @@ interface FamilyRules {
   readonly driver: string;
 }
 
-const FAMILIES: Record<Family, FamilyRules> = {
+export const FAMILIES: Record<Family, FamilyRules> = {
   4: { isAddr: isIPv4, hostLen: 32, any: '0.0.0.0/0', metric: 0, opt: [], name: 'IPv4', driver: DRIVER },
   6: { isAddr: isIPv6, hostLen: 128, any: '::/0', metric: 1024, opt: ['-6'], name: 'IPv6', driver: `${DRIVER}6` },
 };
@@ -114,12 +115,12 @@ function tableOf(v: unknown): number | string | undefined {
   return NAMED_TABLES[s] ?? s;
 }
 
-function normPrefix(p: string, f: FamilyRules = FAMILIES[4]): string {
+export function normPrefix(p: string, f: FamilyRules = FAMILIES[4]): string {
   if (p === 'default') return f.any;
   return p.includes('/') ? p : `${p}/${f.hostLen}`;
 }
 
-function hostOrPrefix(p: string, f: FamilyRules = FAMILIES[4]): string {
+export function hostOrPrefix(p: string, f: FamilyRules = FAMILIES[4]): string {
   const host = `/${f.hostLen}`;
   return p.endsWith(host) ? p.slice(0, -host.length) : p;
 }
@@ -198,7 +199,7 @@ function ruleMatches(k: KernelRule, w: RuleWant, f: FamilyRules): boolean {
   );
 }
 
-function ruleSelectors(r: { priority: number; from?: string; to?: string; fwmark?: number; fwmask?: number; iif?: string; oif?: string; not?: boolean }): string[] {
+function ruleSelectors(r: RuleSpec): string[] {
   const a = ['priority', String(r.priority)];
   if (r.not) a.push('not');
   if (r.from !== undefined) a.push('from', r.from);
@@ -259,6 +260,60 @@ export interface RoutesKernelState {
   readonly tables: Map<number, KernelRoute[]>;
 }
 
+/** A rule as a selector list (for `rule add` a want, for `rule del` a rule read from the kernel). */
+export interface RuleSpec {
+  readonly priority: number;
+  readonly from?: string;
+  readonly to?: string;
+  readonly fwmark?: number;
+  readonly fwmask?: number;
+  readonly iif?: string;
+  readonly oif?: string;
+  readonly not?: boolean;
+  readonly table?: number | string;
+  /** Not "lookup": unreachable, blackhole, prohibit, goto, nop. */
+  readonly action?: string;
+}
+
+/** One change, in apply order; each equals one `ip [-6] …` command line (opArgs). */
+export type RoutesOp =
+  | { readonly op: 'route-replace'; readonly table: number; readonly dst: string; readonly via?: string; readonly dev?: string; readonly type?: 'local' }
+  | { readonly op: 'route-del'; readonly table: number; readonly dst: string; readonly type: string; readonly metric: number }
+  | { readonly op: 'rule-add' | 'rule-del'; readonly rule: RuleSpec };
+
+/** The `ip` arguments (after the family option) that make the same change as `op`. */
+export function opArgs(op: RoutesOp): string[] {
+  switch (op.op) {
+    case 'route-replace':
+      return ['route', 'replace', ...(op.type ? [op.type] : []), op.dst, ...(op.via ? ['via', op.via] : []), ...(op.dev ? ['dev', op.dev] : []), 'table', String(op.table)];
+    case 'route-del':
+      return ['route', 'del', ...(op.type !== 'unicast' ? [op.type] : []), op.dst, ...(op.metric ? ['metric', String(op.metric)] : []), 'table', String(op.table)];
+    case 'rule-add':
+    case 'rule-del': {
+      const r = op.rule;
+      return ['rule', op.op === 'rule-add' ? 'add' : 'del', ...ruleSelectors(r), ...(r.action ? [r.action] : r.table !== undefined ? ['lookup', String(r.table)] : [])];
+    }
+  }
+}
+
+/** The command line an operator reads for `op` (events, `plan`, `status`), whatever carried it to the kernel. */
+export function opCommand(op: RoutesOp, family: Family): string {
+  return formatCommand('ip', [...FAMILIES[family].opt, ...opArgs(op)]);
+}
+
+/** The driver's result and error name for a family: routes, routes6. */
+export function routesDriverName(family: Family): string {
+  return FAMILIES[family].driver;
+}
+
+/** How a RoutesDriver reads and changes the kernel: `ip` commands (ExecRoutesKernel) or rtnetlink (failover/netlink). */
+export interface RoutesKernel {
+  /** All policy rules of the family, and the routes of each table in `tables`. */
+  read(family: Family, tables: readonly number[]): Promise<RoutesKernelState>;
+  /** Applies `ops` in order, stopping at the first that fails (a DriverError naming it). */
+  apply(family: Family, ops: readonly RoutesOp[]): Promise<void>;
+}
+
 /** One exec: `ip -j -batch -` with `rule show` and one `route show table N` per managed table (one JSON array per line). */
 export async function readRoutes(runner: CommandRunner, tables: readonly number[], family: Family = 4): Promise<RoutesKernelState> {
   const f = FAMILIES[family];
@@ -276,9 +331,24 @@ export async function readRoutes(runner: CommandRunner, tables: readonly number[
   return { rules, tables: routes };
 }
 
+/** The `ip` command implementation: one `ip -j -batch -` to read, one `ip -batch -` for all changes. */
+export class ExecRoutesKernel implements RoutesKernel {
+  constructor(private readonly runner: CommandRunner) {}
+  read(family: Family, tables: readonly number[]): Promise<RoutesKernelState> {
+    return readRoutes(this.runner, tables, family);
+  }
+  async apply(family: Family, ops: readonly RoutesOp[]): Promise<void> {
+    const f = FAMILIES[family];
+    // It stops at the first failing line (and says which).
+    if (ops.length) await runFor(f.driver, this.runner, 'ip', [...f.opt, '-batch', '-'], { input: ops.map((o) => opArgs(o).join(' ')).join('\n') + '\n' });
+  }
+}
+
 interface RoutesPlan {
   differences: string[];
-  /** [file args] in apply order. */
+  /** In apply order. */
+  ops: RoutesOp[];
+  /** The ops as `ip` arguments (without the family option). */
   steps: string[][];
   changedTables: number[];
 }
@@ -287,10 +357,10 @@ export function planRoutes(state: RoutesKernelState, want: RoutesWant, family: F
   const f = FAMILIES[family];
   validate(want, f);
   const differences: string[] = [];
-  const routeAdds: string[][] = [];
-  const ruleAdds: string[][] = [];
-  const ruleDels: string[][] = [];
-  const routeDels: string[][] = [];
+  const routeAdds: RoutesOp[] = [];
+  const ruleAdds: RoutesOp[] = [];
+  const ruleDels: RoutesOp[] = [];
+  const routeDels: RoutesOp[] = [];
   const changed = new Set<number>();
   for (const [t, wanted] of Object.entries(want.tables)) {
     const table = Number(t);
@@ -301,12 +371,12 @@ export function planRoutes(state: RoutesKernelState, want: RoutesWant, family: F
       const k = idx >= 0 ? kernel.splice(idx, 1)[0] : undefined;
       if (k && routeMatches(k, w)) continue;
       differences.push(`table ${table}: ${w.dst} ${k ? describeRoute(k) : 'missing'}, want ${describeRoute(w)}`);
-      routeAdds.push(['route', 'replace', ...(w.type ? [w.type] : []), dst, ...(w.via ? ['via', w.via] : []), ...(w.dev ? ['dev', w.dev] : []), 'table', String(table)]);
+      routeAdds.push({ op: 'route-replace', table, dst, ...(w.type ? { type: w.type } : {}), ...(w.via ? { via: w.via } : {}), ...(w.dev ? { dev: w.dev } : {}) });
       changed.add(table);
     }
     for (const k of kernel) {
       differences.push(`table ${table}: ${k.dstText} ${describeRoute(k)}${k.metric !== f.metric ? ` metric ${k.metric}` : ''} present, not wanted`);
-      routeDels.push(['route', 'del', ...(k.type !== 'unicast' ? [k.type] : []), k.dst, ...(k.metric ? ['metric', String(k.metric)] : []), 'table', String(table)]);
+      routeDels.push({ op: 'route-del', table, dst: k.dst, type: k.type, metric: k.metric });
       changed.add(table);
     }
   }
@@ -319,19 +389,23 @@ export function planRoutes(state: RoutesKernelState, want: RoutesWant, family: F
       continue;
     }
     differences.push(`rule ${w.priority}: ${describeRule(w)} missing`);
-    ruleAdds.push(['rule', 'add', ...ruleSelectors(w), 'lookup', String(w.table)]);
+    ruleAdds.push({ op: 'rule-add', rule: w });
   }
   for (const k of kernelRules) {
     differences.push(`rule ${k.priority}: ${describeRule(k)} present, not wanted`);
-    ruleDels.push(['rule', 'del', ...ruleSelectors(k), ...(k.action ? [k.action] : k.table !== undefined ? ['lookup', String(k.table)] : [])]);
+    ruleDels.push({ op: 'rule-del', rule: k });
   }
-  return { differences, steps: [...routeAdds, ...ruleAdds, ...ruleDels, ...routeDels], changedTables: [...changed].sort((a, b) => a - b) };
+  const ops = [...routeAdds, ...ruleAdds, ...ruleDels, ...routeDels];
+  return { differences, ops, steps: ops.map(opArgs), changedTables: [...changed].sort((a, b) => a - b) };
 }
 
 export class RoutesDriver {
   private readonly family: Family;
-  constructor(private readonly runner: CommandRunner, private readonly opts: RoutesDriverOptions = {}) {
+  private readonly kernel: RoutesKernel;
+  /** `kernel`: a RoutesKernel, or a CommandRunner for the `ip` command implementation. */
+  constructor(kernel: RoutesKernel | CommandRunner, private readonly opts: RoutesDriverOptions = {}) {
     this.family = opts.family ?? 4;
+    this.kernel = 'run' in kernel ? new ExecRoutesKernel(kernel) : kernel;
   }
 
   async reconcile(want: RoutesWant): Promise<RoutesResult> {
@@ -339,12 +413,11 @@ export class RoutesDriver {
     const tables = Object.keys(want.tables).map(Number);
     const f = FAMILIES[this.family];
     validate(want, f);
-    const plan = planRoutes(await readRoutes(this.runner, tables, this.family), want, this.family);
-    // All changes in one `ip -batch -`; it stops at the first failing line (and says which).
-    const commands = plan.steps.map((args) => formatCommand('ip', [...f.opt, ...args]));
-    if (plan.steps.length) await runFor(f.driver, this.runner, 'ip', [...f.opt, '-batch', '-'], { input: plan.steps.map((a) => a.join(' ')).join('\n') + '\n' });
+    const plan = planRoutes(await this.kernel.read(this.family, tables), want, this.family);
+    const commands = plan.ops.map((op) => opCommand(op, this.family));
+    if (plan.ops.length) await this.kernel.apply(this.family, plan.ops);
     if (commands.length && (this.opts.verify ?? true)) {
-      const again = planRoutes(await readRoutes(this.runner, tables, this.family), want, this.family);
+      const again = planRoutes(await this.kernel.read(this.family, tables), want, this.family);
       if (again.differences.length) throw new KernelVerifyError(f.driver, again.differences, commands);
     }
     return { driver: f.driver, differences: plan.differences, commands, durationMs: elapsed(), changedTables: plan.changedTables };

@@ -66,6 +66,14 @@ export class KernelVerifyError extends DriverError {
   }
 }
 
+/** The kernel refused or did not answer a netlink request; names the object and the errno (e.g. ENETUNREACH). */
+export class KernelNetlinkError extends DriverError {
+  override name = 'KernelNetlinkError';
+  constructor(driver: string, readonly object: string, readonly code: string, readonly command: string, detail: string) {
+    super(driver, `${driver}: ${object}: ${code}${detail ? ` (${detail})` : ''}${command ? ` [${command}]` : ''}`);
+  }
+}
+
 /** Bad want given to a driver (a programming or config error, caught before touching the kernel). */
 export class DriverInputError extends DriverError {
   override name = 'DriverInputError';

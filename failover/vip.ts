@@ -5,7 +5,7 @@
 // To announce again, the address is deleted and added back in one `ip -6 -batch -` (the kernel has no other
 // trigger; Node has no raw sockets).
 import { isIPv4, isIPv6 } from 'node:net';
-import { AddressesDriver, type AddressWant } from './addresses';
+import { AddressesDriver, type AddressesKernel, type AddressWant } from './addresses';
 import { formatCommand, type CommandRunner } from './runner';
 import { SysctlDriver, type SysctlWant } from './sysctl';
 import { systemTimers, type TimerHandle, type Timers } from './timers';
@@ -38,6 +38,8 @@ export interface VipOptions extends DriverOptions {
   canAnnounce?: () => boolean;
   /** Results are named `<kind>:<group>`: "vip" (default) or "path" (an active-active group's path addresses). */
   kind?: 'vip' | 'path';
+  /** How the addresses are read and changed (default: `ip` commands through the runner). */
+  addressesKernel?: AddressesKernel;
 }
 
 export type AnnounceReason = 'takeover' | 'repeat' | 'refresh';
@@ -58,7 +60,7 @@ export class VipGroup {
   readonly announcements: { reason: AnnounceReason; address: string; dev: string; ok: boolean; error?: string; durationMs: number; how: 'arping' | 'kernel-on-add' | 're-add' }[] = [];
 
   constructor(private readonly runner: CommandRunner, readonly group: VipGroupWant, private readonly opts: VipOptions = {}) {
-    this.addresses = new AddressesDriver(runner, opts);
+    this.addresses = new AddressesDriver(opts.addressesKernel ?? runner, opts);
     this.sysctl = new SysctlDriver(runner, opts);
     const want: Record<string, string> = {};
     for (const a of group.addresses) {

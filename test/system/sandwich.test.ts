@@ -115,9 +115,9 @@ afterAll(async () => {
 describe('system: controller core in network namespaces', () => {
   it('sandwich plan printed the egress node\'s commands without running them', () => {
     expect(plan.ok).toBe(true);
-    // Routes and rules go in one `ip -batch -`, printed with its input.
-    expect(plan.out).toContain("ip -batch - <<'EOF'\nroute replace 0.0.0.0/0 via 10.2.0.11 dev fwn table 101\n");
-    expect(plan.out).toContain('\nrule add priority 500 fwmark 1 iif srv lookup 101\n');
+    // Routes and rules are read through rtnetlink; each change is printed as the `ip` command it equals.
+    expect(plan.out).toContain('ip route replace 0.0.0.0/0 via 10.2.0.11 dev fwn table 101\n');
+    expect(plan.out).toContain('\nip rule add priority 500 fwmark 1 iif srv lookup 101\n');
     expect(plan.out).toContain('ip addr add 10.2.0.21/32 dev fwn');
     expect(rulesBeforePlan).not.toMatch(/lookup 101/);
   });
@@ -182,8 +182,12 @@ describe('system: controller core in network namespaces', () => {
 
   it('puts back a hand-deleted route and logs it as drift', async () => {
     sh(er1(), ['ip', 'route', 'del', 'default', 'table', '101']);
-    await waitFor('route restored', () => tableVia(101) === '10.2.0.11', 5000);
+    const { ms } = await waitFor('route restored', () => tableVia(101) === '10.2.0.11', 5000, 5);
+    console.log(`hand-deleted route in table 101 restored after ${Math.round(ms)} ms (reconcileIntervalMs 500)`);
     await waitFor('drift event', () => events('er1').some((e) => e.event === 'drift'), 3000);
+    // The daemon heard of it from the kernel (rtnetlink notification), not only from its periodic pass.
+    expect(events('er1').some((e) => e.event === 'kernel' && e.reason === 'kernel notification: route deleted in table 101 (IPv4); reconciling')).toBe(true);
+    expect(events('er1').some((e) => /rtnetlink unavailable/.test(e.reason))).toBe(false);
   });
 
   it('the VIP group is on the leader; the client neighbour entry follows the GARP on manual failover', async () => {
