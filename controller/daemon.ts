@@ -3,6 +3,7 @@ import { ProbeEngine } from '../checks/engine';
 import { probeJobs } from '../checks/jobs';
 import { probeFactory } from '../checks/probes';
 import { Actuator } from '../failover/actuator';
+import { openIpvsGenl } from '../failover/netlink/ipvs-genl';
 import { ExecRunner, ExecSpawner } from '../failover/runner';
 import { createApiHandler, readToken, startApi, type ApiServer } from './api';
 import { ConfigError, eventLogPath, nodeByName, type Config } from './config';
@@ -58,7 +59,13 @@ export async function runDaemon(config: Config, nodeName: string): Promise<numbe
   let pathFenceUntil = (): number => Number.NEGATIVE_INFINITY;
   let leaseRenewed = (): void => undefined;
   const store = await openStore(config, events, nodeName, () => leaseRenewed());
+  // IPVS through generic netlink; ipvsadm (one process per read and change) where the netlink addon cannot load.
+  const ipvs = nodeByName(config, nodeName).role !== 'ingress' ? undefined : await openIpvsGenl(config.timing.commandTimeoutMs).catch((e: Error) => {
+    events.emit({ event: 'error', level: 'warn', node: nodeName, reason: `IPVS through ipvsadm instead: ${e.message}` });
+    return undefined;
+  });
   const actuator = new Actuator(config, nodeName, runner, {
+    ...(ipvs ? { kernel: { ipvs } } : {}),
     canAnnounce: () => canAnnounce(),
     fenceUntil: () => fenceUntil(),
     canAnnouncePaths: () => wantPaths(),

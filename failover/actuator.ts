@@ -7,6 +7,7 @@ import { AddressesDriver } from './addresses';
 import { ConntrackDriver } from './conntrack';
 import { ArpFence } from './fence';
 import { IpvsDriver, type IpvsServiceWant, type IpvsWant } from './ipvs';
+import type { IpvsKernel } from './ipvs-ops';
 import { RoutesDriver, type RouteWant, type RoutesResult, type RoutesWant, type RuleWant } from './routes';
 import { PlanRunner, type CommandRunner, type ProcessSpawner } from './runner';
 import { SysctlDriver, type SysctlWant } from './sysctl';
@@ -37,6 +38,8 @@ export interface ActuatorOptions {
    * addresses (their own fence table). Without it, or with pathFenceMs 0, path addresses are not fenced.
    */
   pathFenceUntil?: () => number;
+  /** Kernel access without processes: `ipvs` (generic netlink) replaces ipvsadm through the runner when given. */
+  kernel?: { ipvs?: IpvsKernel };
 }
 
 /** nftables table of the path addresses' fence (the leader VIPs' fence is DEFAULT_FENCE_TABLE). */
@@ -289,7 +292,7 @@ export class Actuator {
     const d = { verify: opts.verify ?? true, log: this.log };
     this.sysctl = new SysctlDriver(runner, d);
     // On by default: both LBs must keep the config's real-server order, or an LB failover re-hashes every flow.
-    this.ipvs = new IpvsDriver(runner, { ...d, fixOrder: opts.fixOrder ?? true });
+    this.ipvs = new IpvsDriver(runner, { ...d, fixOrder: opts.fixOrder ?? true, ...(opts.kernel?.ipvs ? { kernel: opts.kernel.ipvs } : {}) });
     this.addresses = new AddressesDriver(runner, d);
     this.routes = new RoutesDriver(runner, d);
     this.routes6 = new RoutesDriver(runner, { ...d, family: 6 });
