@@ -130,6 +130,8 @@ export function parseIpvsSave(text: string, command = formatCommand('ipvsadm', S
       } else extra.push(t);
     }
     if (!protocol) return fail('no service (-t, -u, --sctp-service or -f)');
+    // ipvsadm prints -6 for fwmark services only; an address service's family is its address's.
+    if (protocol !== 'fwmark' && addr.startsWith('[')) ipv6 = true;
     let fwmark: number | null = null;
     if (protocol === 'fwmark') {
       // ipvsadm prints marks as signed 32-bit: 4294967295 is "-1".

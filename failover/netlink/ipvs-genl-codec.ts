@@ -74,7 +74,7 @@ export function schedFlagNames(scheduler: string, bits: number): string[] {
 }
 
 /** 16 bytes (union nf_inet_addr) for an IPv4 or IPv6 address. */
-function addrBytes(address: string): Buffer {
+export function addrBytes(address: string): Buffer {
   const b = Buffer.alloc(16);
   if (!address.includes(':')) {
     address.split('.').forEach((o, i) => b.writeUInt8(Number(o), i));
