@@ -157,7 +157,10 @@ class FakeIpvsKernel implements IpvsKernel {
       if (op.kind === 'add-dest') {
         svc.realServers.push({ target: `${op.address}:0`, forwarding: 'g', weight: op.weight, extra: [] });
         this.state.order.get(key)!.push(op.address);
-      } else if (op.kind === 'edit-dest') svc.realServers.find((r) => r.target === `${op.address}:0`)!.weight = op.weight;
+      } else if (op.kind === 'edit-dest') {
+        const i = svc.realServers.findIndex((r) => r.target === `${op.address}:0`);
+        svc.realServers[i] = { ...svc.realServers[i]!, weight: op.weight };
+      }
     }
     return { commands: ops.map((o) => `ipvsadm ${formatIpvsOp(o)}`), note: '' };
   }
