@@ -33,7 +33,10 @@ export interface GenlTransport {
 
 /** A generic netlink socket of the `netlink` addon; rejects when the addon cannot load here. */
 export async function openGenlTransport(timeoutMs: number): Promise<GenlTransport> {
-  const { createGenericNetlink } = await import('netlink');
+  // Loaded here, not at module load: where the addon is missing the CLI still starts and IPVS falls back to
+  // ipvsadm. require, not import(): the lab VM's loader runs the bundle in a vm.Script without import().
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { createGenericNetlink } = require('netlink') as typeof import('netlink');
   const socket = createGenericNetlink().socket;
   // An 'error' event without a listener would end the process; the pending request times out instead.
   socket.on('error', () => undefined);
