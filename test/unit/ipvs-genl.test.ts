@@ -1,9 +1,13 @@
+import { Actuator } from '../../failover/actuator';
 import { IpvsDriver, planIpvs, type IpvsKernelState, type IpvsWant } from '../../failover/ipvs';
 import { formatIpvsOp, type IpvsApplied, type IpvsKernel, type IpvsOp } from '../../failover/ipvs-ops';
 import { NetlinkDecodeError, parseAttrs } from '../../failover/netlink/genl-codec';
 import { IpvsGenlKernel, type GenlMessage, type GenlTransport } from '../../failover/netlink/ipvs-genl';
 import { decodeDest, decodeService, encodeOp, schedFlagBits, schedFlagNames } from '../../failover/netlink/ipvs-genl-codec';
 import { FakeRunner } from '../../failover/runner';
+import { ManualTimers } from '../../failover/timers';
+import { FakeKernel } from './fixtures/kernel/fake-kernel';
+import { exampleConfig } from './fixtures/snapshot';
 import { DriverInputError, KernelParseError, KernelRejectedError, KernelUnavailableError, KernelVerifyError } from '../../failover/types';
 
 // Replies are built here from the header layouts (struct nlattr: u16 len, u16 type, payload, pad to 4;
@@ -187,6 +191,21 @@ describe('IpvsDriver with an IpvsKernel', () => {
     const err = await new IpvsDriver(new FakeRunner(() => ''), { kernel: k }).reconcile(seed(100, 100)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(KernelVerifyError);
     expect((err as Error).message).toMatch(/^ipvs: still differs after applying 3 command\(s\): fwmark 1: service missing/);
+  });
+});
+
+describe('Actuator with a kernel option', () => {
+  it('reconciles IPVS through the given IpvsKernel: no ipvsadm, no /proc read, one command line per change', async () => {
+    const k = new FakeKernel(['eth0', 'eth1', 'lo']);
+    const r = new FakeRunner(k.handle);
+    const ipvs = new FakeIpvsKernel();
+    const act = new Actuator(exampleConfig(), 'lb1', r, { timers: new ManualTimers(), kernel: { ipvs } });
+    const res = await act.reconcile(null, { holdsVips: false });
+    act.close();
+    expect(res.errors).toEqual([]);
+    expect(res.results.find((x) => x.driver === 'ipvs')!.commands).toEqual(['ipvsadm -A -f 1 -s sh -b sh-fallback', 'ipvsadm -a -f 1 -r 10.1.0.11:0 -g -w 100', 'ipvsadm -a -f 1 -r 10.1.0.12:0 -g -w 100']);
+    expect(r.calls.filter((c) => c.file === 'ipvsadm' || (c.file === 'cat' && c.args[0] === '/proc/net/ip_vs'))).toEqual([]);
+    expect(ipvs.applied).toHaveLength(3);
   });
 });
 
