@@ -23,7 +23,7 @@ export function fwmarkArg(ref: ServiceRef): string {
 }
 
 /** A real server's -r argument for a fwmark service. */
-export function destArg(address: string): string {
+function destArg(address: string): string {
   return address.includes(':') ? `[${address}]:0` : `${address}:0`;
 }
 

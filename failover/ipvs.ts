@@ -243,7 +243,7 @@ export async function readIpvs(runner: CommandRunner): Promise<IpvsKernelState> 
 }
 
 /** "10.1.0.11:0" → "10.1.0.11"; "[2001:db8::11]:0" → "2001:db8::11". */
-export function stripPort(target: string): string {
+function stripPort(target: string): string {
   const v6 = /^\[(.+)\]:0$/.exec(target);
   return v6 && isIPv6(v6[1]!) ? canonicalIPv6(v6[1]!) : target.replace(/:0$/, '');
 }
