@@ -3,6 +3,7 @@ import { ProbeEngine } from '../checks/engine';
 import { probeJobs } from '../checks/jobs';
 import { probeFactory } from '../checks/probes';
 import { Actuator } from '../failover/actuator';
+import { openIpvsGenl } from '../failover/netlink/ipvs-genl';
 import { KernelWatch } from '../failover/netlink/kernel-watch';
 import { netlinkKernels } from '../failover/netlink/kernels';
 import { ExecRunner, ExecSpawner } from '../failover/runner';
@@ -60,11 +61,16 @@ export async function runDaemon(config: Config, nodeName: string): Promise<numbe
   let pathFenceUntil = (): number => Number.NEGATIVE_INFINITY;
   let leaseRenewed = (): void => undefined;
   const store = await openStore(config, events, nodeName, () => leaseRenewed());
-  // Rules, routes and addresses through rtnetlink; `ip` commands only when the addon cannot load.
+  // Kernel access through netlink: rules, routes and addresses (rtnetlink), IPVS (generic netlink, ingress
+  // nodes). Where the addon cannot load, `ip` and ipvsadm commands (one process per read and change).
   const kernels = netlinkKernels(config.timing.commandTimeoutMs);
   if ('error' in kernels) events.emit({ event: 'kernel', level: 'warn', node: nodeName, reason: `${kernels.error}; rules, routes and addresses go through ip commands` });
+  const ipvs = nodeByName(config, nodeName).role !== 'ingress' ? undefined : await openIpvsGenl(config.timing.commandTimeoutMs).catch((e: Error) => {
+    events.emit({ event: 'kernel', level: 'warn', node: nodeName, reason: `IPVS through ipvsadm instead: ${e.message}` });
+    return undefined;
+  });
   const actuator = new Actuator(config, nodeName, runner, {
-    ...('error' in kernels ? {} : { routesKernel: kernels.routes, addressesKernel: kernels.addresses }),
+    kernel: { ...(ipvs ? { ipvs } : {}), ...('error' in kernels ? {} : { routes: kernels.routes, addresses: kernels.addresses }) },
     canAnnounce: () => canAnnounce(),
     fenceUntil: () => fenceUntil(),
     canAnnouncePaths: () => wantPaths(),

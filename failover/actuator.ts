@@ -7,6 +7,7 @@ import { AddressesDriver } from './addresses';
 import { ConntrackDriver } from './conntrack';
 import { ArpFence } from './fence';
 import { IpvsDriver, type IpvsServiceWant, type IpvsWant } from './ipvs';
+import type { IpvsKernel } from './ipvs-ops';
 import { RoutesDriver, type RoutesKernel, type RouteWant, type RoutesResult, type RoutesWant, type RuleWant } from './routes';
 import { PlanAddressesKernel, PlanRoutesKernel } from './plan-kernels';
 import { interestAddress, type KernelInterest } from './netlink/kernel-watch';
@@ -15,6 +16,13 @@ import { SysctlDriver, type SysctlWant } from './sysctl';
 import { ManualTimers, type Timers } from './timers';
 import { DriverError, DriverInputError, silentLog, timer, type DriverLog, type ReconcileResult } from './types';
 import { VipGroup, type VipGroupWant } from './vip';
+
+/** Netlink backends of the drivers (failover/netlink/). */
+export interface ActuatorKernels {
+  readonly ipvs?: IpvsKernel;
+  readonly routes?: RoutesKernel;
+  readonly addresses?: AddressesKernel;
+}
 
 export interface ActuatorOptions {
   timers?: Timers;
@@ -39,10 +47,12 @@ export interface ActuatorOptions {
    * addresses (their own fence table). Without it, or with pathFenceMs 0, path addresses are not fenced.
    */
   pathFenceUntil?: () => number;
-  /** Rules and routes through this seam (default: `ip` commands through the runner), e.g. rtnetlink. */
-  routesKernel?: RoutesKernel;
-  /** Addresses (probe sources, VIPs, path addresses) through this seam (default: `ip` commands). */
-  addressesKernel?: AddressesKernel;
+  /**
+   * Kernel access without processes (netlink); each absent part goes through commands on the runner:
+   * `ipvs` instead of ipvsadm, `routes` (rules and routes) and `addresses` (probe sources, VIPs, path
+   * addresses) instead of `ip`.
+   */
+  kernel?: ActuatorKernels;
 }
 
 /** nftables table of the path addresses' fence (the leader VIPs' fence is DEFAULT_FENCE_TABLE). */
@@ -295,12 +305,12 @@ export class Actuator {
     const d = { verify: opts.verify ?? true, log: this.log };
     this.sysctl = new SysctlDriver(runner, d);
     // On by default: both LBs must keep the config's real-server order, or an LB failover re-hashes every flow.
-    this.ipvs = new IpvsDriver(runner, { ...d, fixOrder: opts.fixOrder ?? true });
-    this.addresses = new AddressesDriver(opts.addressesKernel ?? runner, d);
-    this.routes = new RoutesDriver(opts.routesKernel ?? runner, d);
-    this.routes6 = new RoutesDriver(opts.routesKernel ?? runner, { ...d, family: 6 });
+    this.ipvs = new IpvsDriver(runner, { ...d, fixOrder: opts.fixOrder ?? true, ...(opts.kernel?.ipvs ? { kernel: opts.kernel.ipvs } : {}) });
+    this.addresses = new AddressesDriver(opts.kernel?.addresses ?? runner, d);
+    this.routes = new RoutesDriver(opts.kernel?.routes ?? runner, d);
+    this.routes6 = new RoutesDriver(opts.kernel?.routes ?? runner, { ...d, family: 6 });
     this.conntrack = new ConntrackDriver(runner);
-    this.vips = vipGroupsFor(config, this.node).map((g) => new VipGroup(runner, g, { ...d, timers: opts.timers, canAnnounce: opts.canAnnounce, addressesKernel: opts.addressesKernel }));
+    this.vips = vipGroupsFor(config, this.node).map((g) => new VipGroup(runner, g, { ...d, timers: opts.timers, canAnnounce: opts.canAnnounce, addressesKernel: opts.kernel?.addresses }));
     const fast = config.store.kind === 'etcd' && config.store.leadership.mode === 'fast' ? config.store.leadership : null;
     const windowMs = config.store.kind !== 'etcd' ? 0 : fast ? fast.takeoverAfterMs - fast.marginMs : config.store.leaseTtlS * 1000 * 0.75;
     // Fast profile: refresh when at least a third of the validity window is gained (not on every ~100 ms renewal).
@@ -312,7 +322,7 @@ export class Actuator {
     };
     const fence = opts.fenceUntil ? new ArpFence(runner, this.vips.flatMap((v) => v.group.addresses.map((a) => a.address)), opts.fenceUntil, fenceOpts) : null;
     this.fence = fence && !fence.empty ? fence : null;
-    this.paths = pathGroupsFor(config, this.node).map((g) => new VipGroup(runner, g, { ...d, timers: opts.timers, canAnnounce: opts.canAnnouncePaths, kind: 'path', addressesKernel: opts.addressesKernel }));
+    this.paths = pathGroupsFor(config, this.node).map((g) => new VipGroup(runner, g, { ...d, timers: opts.timers, canAnnounce: opts.canAnnouncePaths, kind: 'path', addressesKernel: opts.kernel?.addresses }));
     // One fence table for every active-active group of the node; the shortest pathFenceMs sets its refresh pace.
     const fenced = pathGroupsOf(config, this.node).filter(({ group }) => group.pathFenceMs > 0);
     const holdMs = Math.min(...fenced.map(({ group }) => group.pathFenceMs));
@@ -425,8 +435,10 @@ export class Actuator {
     const a = new Actuator(config, nodeName, planner, {
       verify: false,
       timers: new ManualTimers(),
-      ...(kernels.routes ? { routesKernel: new PlanRoutesKernel(kernels.routes, record) } : {}),
-      ...(kernels.addresses ? { addressesKernel: new PlanAddressesKernel(kernels.addresses, record) } : {}),
+      kernel: {
+        ...(kernels.routes ? { routes: new PlanRoutesKernel(kernels.routes, record) } : {}),
+        ...(kernels.addresses ? { addresses: new PlanAddressesKernel(kernels.addresses, record) } : {}),
+      },
     });
     try {
       const r = await a.reconcile(desired, opts);

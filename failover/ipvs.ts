@@ -1,4 +1,6 @@
-// IPVS fwmark services: read `ipvsadm -Sn` (+ /proc/net/ip_vs for list order), diff, apply one `ipvsadm -R` batch.
+// IPVS fwmark services: read the kernel's table, diff, apply typed changes. Two kernels behind one seam
+// (IpvsKernel): generic netlink (failover/netlink/ipvs-genl.ts), and the fallback here: read `ipvsadm -Sn`
+// (+ /proc/net/ip_vs for list order), apply one `ipvsadm -R` batch.
 //
 // Order of real servers: `ipvsadm -Sn`/`-Ln` print them sorted by address, not in the kernel's list order,
 // so the order is read from /proc/net/ip_vs. The kernel inserts each new real server at the head of the
@@ -6,6 +8,7 @@
 // (the reverse of /proc): the want's order is the order real servers are added in, so both LBs, built
 // from the same config, get identical lists. A removed and re-added server goes to the end of it.
 import { isIPv4, isIPv6 } from 'node:net';
+import { formatIpvsOp, fwmarkArg, type IpvsApplied, type IpvsKernel, type IpvsOp } from './ipvs-ops';
 import { CommandFailedError, formatCommand, type CommandRunner } from './runner';
 import {
   DriverInputError,
@@ -54,6 +57,8 @@ export interface IpvsWant {
 export interface IpvsDriverOptions extends DriverOptions {
   /** Restore the wanted real-server order by deleting and re-adding servers (expires their connections). Default false. */
   fixOrder?: boolean;
+  /** How to reach the kernel; default: ipvsadm through the driver's runner (IpvsadmKernel). */
+  kernel?: IpvsKernel;
 }
 
 // --- the kernel's table as parsed ---
@@ -125,6 +130,8 @@ export function parseIpvsSave(text: string, command = formatCommand('ipvsadm', S
       } else extra.push(t);
     }
     if (!protocol) return fail('no service (-t, -u, --sctp-service or -f)');
+    // ipvsadm prints -6 for fwmark services only; an address service's family is its address's.
+    if (protocol !== 'fwmark' && addr.startsWith('[')) ipv6 = true;
     let fwmark: number | null = null;
     if (protocol === 'fwmark') {
       // ipvsadm prints marks as signed 32-bit: 4294967295 is "-1".
@@ -190,7 +197,7 @@ export function parseIpvsProc(text: string, command = formatCommand('cat', [PROC
 
 /** The service key of a fwmark service, as parseIpvsSave and parseIpvsProc name it. */
 export function fwmarkKey(mark: number, ipv6: boolean): string {
-  return `-f ${mark}${ipv6 ? ' -6' : ''}`;
+  return fwmarkArg({ fwmark: mark, ipv6 });
 }
 
 /** The compressed lower-case form ipvsadm and iproute2 print ("2001:db8::11"). */
@@ -241,17 +248,14 @@ function stripPort(target: string): string {
   return v6 && isIPv6(v6[1]!) ? canonicalIPv6(v6[1]!) : target.replace(/:0$/, '');
 }
 
-/** A real server's -r argument for a fwmark service. */
-function rsTarget(address: string): string {
-  return isIPv6(address) ? `[${address}]:0` : `${address}:0`;
-}
-
 export interface IpvsPlan {
   /** Every difference, including order differences. */
   readonly differences: string[];
   /** The order differences alone (left in place unless fixOrder). */
   readonly orderDifferences: string[];
-  /** Lines for `ipvsadm -R`, in apply order: adds and edits, then deletes, then order fixes. */
+  /** The changes in apply order: adds and edits, then deletes, then order fixes. */
+  readonly ops: IpvsOp[];
+  /** The same changes as lines for `ipvsadm -R` (formatIpvsOp). */
   readonly batch: string[];
 }
 
@@ -268,20 +272,22 @@ export function planIpvs(state: IpvsKernelState, want: IpvsWant, fixOrder = fals
   validateWant(want);
   const differences: string[] = [];
   const orderDifferences: string[] = [];
-  const addEdit: string[] = [];
-  const deletes: string[] = [];
-  const reorder: string[] = [];
+  const addEdit: IpvsOp[] = [];
+  const deletes: IpvsOp[] = [];
+  const reorder: IpvsOp[] = [];
   for (const w of want.services) {
     const ipv6 = w.ipv6 ?? false;
+    const ref = { fwmark: w.fwmark, ipv6 };
     const svcArg = fwmarkKey(w.fwmark, ipv6);
-    const svcLine = (op: '-A' | '-E') => `${op} ${svcArg} -s ${w.scheduler}${w.flags.length ? ` -b ${w.flags.join(',')}` : ''}`;
-    const rsLine = (op: '-a' | '-e', r: IpvsRealServerWant) => `${op} ${svcArg} -r ${rsTarget(r.address)} -g -w ${r.weight}`;
+    const svcOp = (kind: 'add-service' | 'edit-service'): IpvsOp => ({ kind, ...ref, scheduler: w.scheduler, flags: [...w.flags] });
+    const rsOp = (kind: 'add-dest' | 'edit-dest', r: IpvsRealServerWant): IpvsOp => ({ kind, ...ref, address: r.address, weight: r.weight });
+    const delOp = (address: string): IpvsOp => ({ kind: 'del-dest', ...ref, address });
     const label = (r: { address: string; name?: string }) => (r.name ? `${r.name} (${r.address})` : r.address);
     const p = `fwmark ${w.fwmark}${ipv6 ? ' (IPv6)' : ''}: `;
     const k = state.services.find((s) => s.protocol === 'fwmark' && s.ipv6 === ipv6 && s.fwmark === w.fwmark);
     if (!k) {
       differences.push(`${p}service missing, want ${w.scheduler} (${fmtFlags(w.flags)}) with ${w.realServers.map((r) => `${label(r)} weight ${r.weight}`).join(', ') || 'no real servers'}`);
-      addEdit.push(svcLine('-A'), ...w.realServers.map((r) => rsLine('-a', r)));
+      addEdit.push(svcOp('add-service'), ...w.realServers.map((r) => rsOp('add-dest', r)));
       continue;
     }
     const svcDiff: string[] = [];
@@ -290,7 +296,7 @@ export function planIpvs(state: IpvsKernelState, want: IpvsWant, fixOrder = fals
     if (k.extra.length) svcDiff.push(`options ${k.extra.join(' ')}, want none`);
     if (svcDiff.length) {
       differences.push(...svcDiff.map((d) => p + d));
-      addEdit.push(svcLine('-E'));
+      addEdit.push(svcOp('edit-service'));
     }
     const kernelBy = new Map(k.realServers.map((r) => [stripPort(r.target), r]));
     const wanted = new Set(w.realServers.map((r) => r.address));
@@ -314,18 +320,19 @@ export function planIpvs(state: IpvsKernelState, want: IpvsWant, fixOrder = fals
       }
       const changed = !cur || cur.weight !== r.weight || cur.forwarding !== 'g' || cur.extra.length > 0;
       if (i >= fixFrom) {
-        if (cur) reorder.push(`-d ${svcArg} -r ${rsTarget(r.address)}`);
-        reorder.push(rsLine('-a', r));
-      } else if (!cur) addEdit.push(rsLine('-a', r));
-      else if (changed) addEdit.push(rsLine('-e', r));
+        if (cur) reorder.push(delOp(r.address));
+        reorder.push(rsOp('add-dest', r));
+      } else if (!cur) addEdit.push(rsOp('add-dest', r));
+      else if (changed) addEdit.push(rsOp('edit-dest', r));
     });
     for (const a of deleted) {
       differences.push(`${p}${a} present, want absent`);
-      deletes.push(`-d ${svcArg} -r ${rsTarget(a)}`);
+      deletes.push(delOp(a));
     }
   }
   differences.push(...orderDifferences);
-  return { differences, orderDifferences, batch: [...addEdit, ...deletes, ...reorder] };
+  const ops = [...addEdit, ...deletes, ...reorder];
+  return { differences, orderDifferences, ops, batch: ops.map(formatIpvsOp) };
 }
 
 function validateWant(want: IpvsWant): void {
@@ -348,29 +355,48 @@ function validateWant(want: IpvsWant): void {
   }
 }
 
+/** The fallback kernel: `ipvsadm -Sn` + /proc/net/ip_vs to read, one `ipvsadm -R` batch to apply. */
+export class IpvsadmKernel implements IpvsKernel {
+  constructor(private readonly runner: CommandRunner) {}
+
+  read(): Promise<IpvsKernelState> {
+    return readIpvs(this.runner);
+  }
+
+  async apply(ops: readonly IpvsOp[]): Promise<IpvsApplied> {
+    const input = ops.map(formatIpvsOp).join('\n') + '\n';
+    const commands = [`${formatCommand('ipvsadm', ['-R'])} <<'EOF'\n${input}EOF`];
+    let stderr = '';
+    try {
+      stderr = (await this.runner.run('ipvsadm', ['-R'], { input })).stderr;
+    } catch (e) {
+      throw wrapCommandError(DRIVER, 'ipvsadm', ['-R'], e);
+    }
+    // ipvsadm -R exits 0 even when a line fails ("Service not defined"): only the re-read tells.
+    return { commands, note: stderr.trim() ? `ipvsadm -R said: ${stderr.trim().split('\n').join(' | ')}` : '' };
+  }
+}
+
 /** Reconciles the managed fwmark services; other services are left alone. */
 export class IpvsDriver {
-  constructor(private readonly runner: CommandRunner, private readonly opts: IpvsDriverOptions = {}) {}
+  private readonly kernel: IpvsKernel;
+
+  constructor(runner: CommandRunner, private readonly opts: IpvsDriverOptions = {}) {
+    this.kernel = opts.kernel ?? new IpvsadmKernel(runner);
+  }
 
   async reconcile(want: IpvsWant): Promise<ReconcileResult> {
     const elapsed = timer();
     const fixOrder = this.opts.fixOrder ?? false;
-    const plan = planIpvs(await readIpvs(this.runner), want, fixOrder);
+    const plan = planIpvs(await this.kernel.read(), want, fixOrder);
     const commands: string[] = [];
-    if (plan.batch.length > 0) {
-      const input = plan.batch.join('\n') + '\n';
-      commands.push(`${formatCommand('ipvsadm', ['-R'])} <<'EOF'\n${input}EOF`);
-      let stderr = '';
-      try {
-        stderr = (await this.runner.run('ipvsadm', ['-R'], { input })).stderr;
-      } catch (e) {
-        throw wrapCommandError(DRIVER, 'ipvsadm', ['-R'], e);
-      }
+    if (plan.ops.length > 0) {
+      const applied = await this.kernel.apply(plan.ops);
+      commands.push(...applied.commands);
       if (this.opts.verify ?? true) {
-        // ipvsadm -R exits 0 even when a line fails ("Service not defined"): only the re-read tells.
-        const again = planIpvs(await readIpvs(this.runner), want, fixOrder);
+        const again = planIpvs(await this.kernel.read(), want, fixOrder);
         const remaining = again.differences.filter((d) => fixOrder || !again.orderDifferences.includes(d));
-        if (remaining.length) throw new KernelVerifyError(DRIVER, remaining, commands, stderr.trim() ? `ipvsadm -R said: ${stderr.trim().split('\n').join(' | ')}` : '');
+        if (remaining.length) throw new KernelVerifyError(DRIVER, remaining, commands, applied.note);
       }
     }
     return { driver: DRIVER, differences: plan.differences, commands, durationMs: elapsed() };

@@ -133,3 +133,11 @@ export function timer(): () => number {
   const t0 = performance.now();
   return () => Math.round((performance.now() - t0) * 1000) / 1000;
 }
+
+/** The kernel refused a netlink request (its ack carried an errno); names the object and the action. */
+export class KernelRejectedError extends DriverError {
+  override name = 'KernelRejectedError';
+  constructor(driver: string, readonly object: string, readonly action: string, readonly errno: number, readonly code: string, hint = '') {
+    super(driver, `${object}: ${action}: ${code}${hint ? ` (${hint})` : ''}`);
+  }
+}

@@ -17,6 +17,9 @@ require('esbuild').buildSync({
   // bin/sandwich without its shebang line
   stdin: { contents: fs.readFileSync(path.join(root, 'bin/sandwich'), 'utf8').replace(/^#!.*\n/, ''), resolveDir: path.join(root, 'bin'), sourcefile: 'bin/sandwich' },
   bundle: true, platform: 'node', target: 'node20', format: 'cjs',
+  // A native addon finds its binary next to its own files: loaded from the repo's node_modules (the
+  // bundle lives under the repo, so require() walks up to it).
+  external: ['netlink'],
   minifyWhitespace: true, minifySyntax: true, legalComments: 'none', logLevel: 'warning',
   outfile: path.join(dir, 'sandwich.js'),
 });

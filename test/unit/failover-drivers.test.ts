@@ -37,7 +37,7 @@ describe('ipvs parsers (real ipvsadm 1.31 / kernel 6.1 output)', () => {
   it('tells an IPv6 fwmark service apart and reads the kernel list order from /proc/net/ip_vs', () => {
     const s = parseIpvsSave(fx('ipvsadm-Sn-v6.txt'));
     expect(s.find((x) => x.key === '-f 6 -6')).toMatchObject({ ipv6: true, fwmark: 6 });
-    expect(s.find((x) => x.key === '-t [2001:db8::10]:443')).toBeDefined();
+    expect(s.find((x) => x.key === '-t [2001:db8::10]:443')).toMatchObject({ protocol: 'tcp', ipv6: true });
     // Added .12, .11, .13: ipvsadm sorts by address, /proc shows the list newest first.
     expect(parseIpvsSave(fx('ipvsadm-Sn-order.txt')).find((x) => x.fwmark === 1)!.realServers.map((r) => r.target)).toEqual(['10.1.0.11:0', '10.1.0.12:0', '10.1.0.13:0']);
     expect(parseIpvsProc(fx('proc-ip_vs-order.txt')).get('-f 1')).toEqual(['10.1.0.13', '10.1.0.11', '10.1.0.12']);
