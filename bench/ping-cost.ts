@@ -1,4 +1,4 @@
-// What one ICMP probe costs on this host: the `ping` package (baseline, design.md §3) against `ping`
+// What one ICMP probe costs on this host: the `ping` package (the baseline) against `ping`
 // through the CommandRunner and a TCP connect. Sequential probes to 127.0.0.1; Node's own CPU from
 // process.cpuUsage(), the ping children's CPU from /proc/self/stat (cutime + cstime, 10 ms ticks).
 //   npx tsc -p tsconfig.json && node dist/bench/ping-cost.js [count]

@@ -1,4 +1,4 @@
-// One probe per kind, each forced through one firewall by its source address (design.md §3).
+// One probe per kind, each forced through one firewall by its source address (docs/decisions.md, "Probe replies are pinned to their firewall").
 // A probe never throws: it resolves to {ok, rttMs, error?} with a short, human error.
 import http from 'node:http';
 import https from 'node:https';

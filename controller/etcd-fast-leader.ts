@@ -1,4 +1,4 @@
-// The fast leadership profile (store.leadership.mode: fast; design.md §4, docs/coordination.md).
+// The fast leadership profile (store.leadership.mode: fast; docs/coordination.md).
 //
 // No lease: the leader rewrites leader/<role> by compare-and-swap on its own mod revision every
 // renewIntervalMs. A standby that has seen the same revision for takeoverAfterMs (on its own

@@ -359,7 +359,7 @@ export class NodeController {
     await this.dropVips(why);
   }
 
-  /** Fencing: drop the VIP group as soon as leadership can no longer be proven (design.md §4). */
+  /** Fencing: drop the VIP group as soon as leadership can no longer be proven (docs/coordination.md). */
   private async fenceCheck(): Promise<void> {
     const l = this.leadership;
     if (l && this.mono() >= l.validUntil()) await this.onLeadershipLost(l, 'lease not renewed in time (validity expired)');

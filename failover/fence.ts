@@ -1,4 +1,4 @@
-// Kernel ARP fence (design.md §4): an nftables `arp` table whose output chain drops every ARP
+// Kernel ARP fence (docs/coordination.md): an nftables `arp` table whose output chain drops every ARP
 // packet sent from a VIP address unless that address is in a timed set (and, for IPv6 VIPs, an `ip6`
 // table doing the same to neighbour advertisements sent from the VIP). The leader refreshes the
 // elements on each acknowledged lease renewal with a timeout that ends at its validity deadline,
