@@ -3,6 +3,7 @@ import { ProbeEngine } from '../checks/engine';
 import { probeJobs } from '../checks/jobs';
 import { probeFactory } from '../checks/probes';
 import { Actuator } from '../failover/actuator';
+import { openAnnouncer } from '../failover/announcer';
 import { ExecRunner, ExecSpawner } from '../failover/runner';
 import { createApiHandler, readToken, startApi, type ApiServer } from './api';
 import { ConfigError, eventLogPath, nodeByName, type Config } from './config';
@@ -58,12 +59,17 @@ export async function runDaemon(config: Config, nodeName: string): Promise<numbe
   let pathFenceUntil = (): number => Number.NEGATIVE_INFINITY;
   let leaseRenewed = (): void => undefined;
   const store = await openStore(config, events, nodeName, () => leaseRenewed());
+  // Gratuitous ARP / neighbour advertisements from this process; arping (and IPv6 re-adds) only without the addon.
+  const opened = openAnnouncer();
+  const announcer = 'announcer' in opened ? opened.announcer : undefined;
+  if ('error' in opened) events.emit({ event: 'vip', level: 'warn', node: nodeName, reason: `announcing VIPs through arping and IPv6 re-adds: the packet socket cannot be used: ${opened.error}` });
   const actuator = new Actuator(config, nodeName, runner, {
     canAnnounce: () => canAnnounce(),
     fenceUntil: () => fenceUntil(),
     canAnnouncePaths: () => wantPaths(),
     pathFenceUntil: () => pathFenceUntil(),
     spawner: new ExecSpawner(),
+    ...(announcer ? { announcer } : {}),
     log: ({ level, driver, message, durationMs }) => events.emit({ event: 'vip', level, node: nodeName, driver, reason: message, ...(typeof durationMs === 'number' ? { durationMs } : {}) }),
   });
   const node = new NodeController({
@@ -119,6 +125,7 @@ export async function runDaemon(config: Config, nodeName: string): Promise<numbe
     stopWatchdog();
     await actuator.fence?.close();
     await actuator.pathFence?.close();
+    announcer?.close();
     await api?.close();
     await store.close().catch(() => undefined);
     await events.close();

@@ -4,6 +4,7 @@ import { nodeByName, pathGroupsOf, probeTable } from '../controller/config';
 import type { Desired } from '../controller/types';
 import type { AddressWant, AddressesWant } from './addresses';
 import { AddressesDriver } from './addresses';
+import type { Announcer } from './announcer';
 import { ConntrackDriver } from './conntrack';
 import { ArpFence } from './fence';
 import { IpvsDriver, type IpvsServiceWant, type IpvsWant } from './ipvs';
@@ -37,6 +38,8 @@ export interface ActuatorOptions {
    * addresses (their own fence table). Without it, or with pathFenceMs 0, path addresses are not fenced.
    */
   pathFenceUntil?: () => number;
+  /** Sends the VIP groups' gratuitous ARPs / neighbour advertisements; without it they go through arping (and IPv6 re-adds). */
+  announcer?: Announcer;
 }
 
 /** nftables table of the path addresses' fence (the leader VIPs' fence is DEFAULT_FENCE_TABLE). */
@@ -294,7 +297,7 @@ export class Actuator {
     this.routes = new RoutesDriver(runner, d);
     this.routes6 = new RoutesDriver(runner, { ...d, family: 6 });
     this.conntrack = new ConntrackDriver(runner);
-    this.vips = vipGroupsFor(config, this.node).map((g) => new VipGroup(runner, g, { ...d, timers: opts.timers, canAnnounce: opts.canAnnounce }));
+    this.vips = vipGroupsFor(config, this.node).map((g) => new VipGroup(runner, g, { ...d, timers: opts.timers, canAnnounce: opts.canAnnounce, ...(opts.announcer ? { announcer: opts.announcer } : {}) }));
     const fast = config.store.kind === 'etcd' && config.store.leadership.mode === 'fast' ? config.store.leadership : null;
     const windowMs = config.store.kind !== 'etcd' ? 0 : fast ? fast.takeoverAfterMs - fast.marginMs : config.store.leaseTtlS * 1000 * 0.75;
     // Fast profile: refresh when at least a third of the validity window is gained (not on every ~100 ms renewal).
@@ -306,7 +309,7 @@ export class Actuator {
     };
     const fence = opts.fenceUntil ? new ArpFence(runner, this.vips.flatMap((v) => v.group.addresses.map((a) => a.address)), opts.fenceUntil, fenceOpts) : null;
     this.fence = fence && !fence.empty ? fence : null;
-    this.paths = pathGroupsFor(config, this.node).map((g) => new VipGroup(runner, g, { ...d, timers: opts.timers, canAnnounce: opts.canAnnouncePaths, kind: 'path' }));
+    this.paths = pathGroupsFor(config, this.node).map((g) => new VipGroup(runner, g, { ...d, timers: opts.timers, canAnnounce: opts.canAnnouncePaths, kind: 'path', ...(opts.announcer ? { announcer: opts.announcer } : {}) }));
     // One fence table for every active-active group of the node; the shortest pathFenceMs sets its refresh pace.
     const fenced = pathGroupsOf(config, this.node).filter(({ group }) => group.pathFenceMs > 0);
     const holdMs = Math.min(...fenced.map(({ group }) => group.pathFenceMs));
