@@ -66,7 +66,7 @@ export class VipGroup {
   private readonly inFlight = new Set<Promise<void>>();
   private readonly addresses: AddressesDriver;
   private readonly sysctl: SysctlDriver;
-  /** Per-interface settings the kernel's own IPv6 announcement needs; {} without an IPv6 address. */
+  /** Per-interface settings for IPv6 VIPs (no DAD against the old holder; the kernel's NA on add); {} without one. */
   readonly sysctls: SysctlWant;
   private readonly timers: Timers;
   private readonly log: DriverLog;
