@@ -1,4 +1,8 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { PacketAnnouncer } from '../../failover/announcer';
+import { addonPath } from '../../failover/packet/socket';
 import { gratuitousArp, icmpv6Checksum, ipv4Bytes, ipv6Bytes, unsolicitedNa } from '../../failover/garp';
 
 const MAC = Buffer.from([0x02, 0x00, 0x00, 0x00, 0x00, 0x01]);
@@ -90,5 +94,24 @@ describe('PacketAnnouncer', () => {
     expect(() => lo.prepare('lo', '192.0.2.1')).toThrow('interface lo is not Ethernet (link type 772): cannot announce 192.0.2.1');
     const down = new PacketAnnouncer({ link: () => link, send: () => { throw new Error('sendto: Network is down'); }, close: () => undefined });
     expect(() => down.send(down.prepare('eth0', '192.0.2.1'))).toThrow('sending the announcement of 192.0.2.1 on eth0: sendto: Network is down');
+  });
+});
+
+describe('addonPath', () => {
+  it('finds the built addon from the sources and from dist/, and says when it is not built', () => {
+    const root = mkdtempSync(join(tmpdir(), 'sandwich-addon-'));
+    try {
+      const src = join(root, 'failover/packet');
+      const dist = join(root, 'dist/failover/packet');
+      mkdirSync(dist, { recursive: true });
+      mkdirSync(join(src, 'build/Release'), { recursive: true });
+      expect(addonPath(src)).toBeNull();
+      expect(addonPath(dist)).toBeNull();
+      writeFileSync(join(src, 'build/Release/packet.node'), '');
+      expect(addonPath(src)).toBe(join(src, 'build/Release/packet.node'));
+      expect(addonPath(dist)).toBe(join(src, 'build/Release/packet.node'));
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
