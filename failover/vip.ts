@@ -251,6 +251,9 @@ export class VipGroup {
         if (t.error !== undefined) {
           this.record({ reason, address: t.ip, dev: t.dev, ok: false, error: t.error, durationMs: wall(), how: 'packet', frames: t.frames });
           this.log({ level: 'error', driver: this.driver, message: `announcing ${t.ip} on ${t.dev} (${reason}) failed after ${what}: ${t.error}`, reason, durationMs: wall() });
+        } else if (refused && t.frames < count) {
+          // Cut short by canAnnounce() (its warning is logged): recorded, never reported as announced.
+          this.record({ reason, address: t.ip, dev: t.dev, ok: false, error: 'leadership cannot be proven', durationMs: wall(), how: 'packet', frames: t.frames });
         } else if (signal.aborted && t.frames < count) {
           this.record({ reason, address: t.ip, dev: t.dev, ok: false, error: 'stopped', durationMs: wall(), how: 'packet', frames: t.frames });
           this.log({ level: 'info', driver: this.driver, message: `announcement of ${t.ip} on ${t.dev} (${reason}) stopped after ${what}: the addresses are being released`, reason, durationMs: wall() });

@@ -92,6 +92,12 @@ describe('VipGroup announcing with its own frames', () => {
     timers.advance(60_000);
     await v.settled();
     expect(a.sent).toHaveLength(2);
+    // The takeover burst cut short after its first round: recorded as not done, never logged as announced.
+    expect(v.announcements.map((x) => `${x.reason} ${x.address} ${x.ok} ${x.frames} ${x.error}`)).toEqual([
+      'takeover 192.0.2.254 false 1 leadership cannot be proven',
+      'takeover 2001:db8:0:1::254 false 1 leadership cannot be proven',
+    ]);
+    expect(logs.filter((l) => /^announced/.test(l.message))).toEqual([]);
     expect(logs.filter((l) => l.level === 'warn').map((l) => l.message)).toEqual([
       'not announcing 192.0.2.254 on eth0, 2001:db8:0:1::254 on eth1 (takeover): leadership cannot be proven',
       'not announcing 192.0.2.254 on eth0, 2001:db8:0:1::254 on eth1 (repeat): leadership cannot be proven',
