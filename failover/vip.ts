@@ -170,8 +170,9 @@ export class VipGroup {
   }
 
   /**
-   * Starts one arping per IPv4 address in the background, and a re-add per IPv6 address not in `added`
-   * (the kernel announced those as it added them); returns the commands started.
+   * A burst through the announcer when there is one (every address, `added` or not). Otherwise starts one
+   * arping per IPv4 address in the background, and a re-add per IPv6 address not in `added` (the kernel
+   * announced those as it added them). Returns the command lines the announcements equal.
    */
   private announce(reason: AnnounceReason, added: ReadonlySet<AddressWant> = new Set()): string[] {
     if (this.opts.announcer) return this.burst(this.opts.announcer, reason);
