@@ -3,6 +3,7 @@ import { ProbeEngine } from '../checks/engine';
 import { probeJobs } from '../checks/jobs';
 import { probeFactory } from '../checks/probes';
 import { Actuator } from '../failover/actuator';
+import { openAnnouncer } from '../failover/announcer';
 import { openIpvsGenl } from '../failover/netlink/ipvs-genl';
 import { KernelWatch } from '../failover/netlink/kernel-watch';
 import { netlinkKernels } from '../failover/netlink/kernels';
@@ -61,16 +62,20 @@ export async function runDaemon(config: Config, nodeName: string): Promise<numbe
   let pathFenceUntil = (): number => Number.NEGATIVE_INFINITY;
   let leaseRenewed = (): void => undefined;
   const store = await openStore(config, events, nodeName, () => leaseRenewed());
-  // Kernel access through netlink: rules, routes and addresses (rtnetlink), IPVS (generic netlink, ingress
-  // nodes). Where the addon cannot load, `ip` and ipvsadm commands (one process per read and change).
+  // Kernel access without processes: rules, routes and addresses (rtnetlink), IPVS (generic netlink, ingress
+  // nodes), gratuitous ARP / neighbour advertisements (a packet socket). Where an addon cannot load, `ip`,
+  // ipvsadm and arping commands (one process per read, change or announcement).
   const kernels = netlinkKernels(config.timing.commandTimeoutMs);
   if ('error' in kernels) events.emit({ event: 'kernel', level: 'warn', node: nodeName, reason: `${kernels.error}; rules, routes and addresses go through ip commands` });
   const ipvs = nodeByName(config, nodeName).role !== 'ingress' ? undefined : await openIpvsGenl(config.timing.commandTimeoutMs).catch((e: Error) => {
     events.emit({ event: 'kernel', level: 'warn', node: nodeName, reason: `IPVS through ipvsadm instead: ${e.message}` });
     return undefined;
   });
+  const opened = openAnnouncer();
+  const announcer = 'announcer' in opened ? opened.announcer : undefined;
+  if ('error' in opened) events.emit({ event: 'vip', level: 'warn', node: nodeName, reason: `announcing VIPs through arping and IPv6 re-adds: the packet socket cannot be used: ${opened.error}` });
   const actuator = new Actuator(config, nodeName, runner, {
-    kernel: { ...(ipvs ? { ipvs } : {}), ...('error' in kernels ? {} : { routes: kernels.routes, addresses: kernels.addresses }) },
+    kernel: { ...(ipvs ? { ipvs } : {}), ...('error' in kernels ? {} : { routes: kernels.routes, addresses: kernels.addresses }), ...(announcer ? { announcer } : {}) },
     canAnnounce: () => canAnnounce(),
     fenceUntil: () => fenceUntil(),
     canAnnouncePaths: () => wantPaths(),
@@ -140,6 +145,7 @@ export async function runDaemon(config: Config, nodeName: string): Promise<numbe
     watch?.close();
     await actuator.fence?.close();
     await actuator.pathFence?.close();
+    announcer?.close();
     await api?.close();
     await store.close().catch(() => undefined);
     await events.close();

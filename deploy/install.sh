@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs sandwich on a Debian host (run as root from a built checkout: npm ci && npm run build).
+# Installs sandwich on a Debian host (run as root from a built checkout: npm ci && npm run build && scripts/build-packet).
 # Idempotent: re-running upgrades the code and keeps config, token and node name.
 #
 #   deploy/install.sh NODE_NAME [PREFIX]      PREFIX defaults to /opt/sandwich
@@ -30,6 +30,11 @@ install -d -m 0755 "$prefix"
 for d in bin dist docs deploy; do rm -rf "${prefix:?}/$d"; cp -a "$src/$d" "$prefix/$d"; done
 cp -a "$src/package.json" "$src/package-lock.json" "$prefix/"
 (cd "$prefix" && npm ci --omit=dev --no-audit --no-fund --loglevel=error)
+# The packet-socket addon (scripts/build-packet); without it the daemon announces VIPs through arping.
+rm -rf "${prefix:?}/failover"
+addon=failover/packet/build/Release/packet.node
+if [ -f "$src/$addon" ]; then install -D -m 0755 "$src/$addon" "$prefix/$addon"
+else echo "install.sh: warning: $addon not built (scripts/build-packet): VIPs will be announced through arping" >&2; fi
 chown -R root:root "$prefix"
 chmod -R go-w "$prefix"
 

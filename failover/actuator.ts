@@ -4,6 +4,7 @@ import { nodeByName, pathGroupsOf, probeTable } from '../controller/config';
 import type { Desired } from '../controller/types';
 import type { AddressWant, AddressesKernel, AddressesWant } from './addresses';
 import { AddressesDriver } from './addresses';
+import type { Announcer } from './announcer';
 import { ConntrackDriver } from './conntrack';
 import { ArpFence } from './fence';
 import { IpvsDriver, type IpvsServiceWant, type IpvsWant } from './ipvs';
@@ -22,6 +23,7 @@ export interface ActuatorKernels {
   readonly ipvs?: IpvsKernel;
   readonly routes?: RoutesKernel;
   readonly addresses?: AddressesKernel;
+  readonly announcer?: Announcer;
 }
 
 export interface ActuatorOptions {
@@ -50,7 +52,7 @@ export interface ActuatorOptions {
   /**
    * Kernel access without processes (netlink); each absent part goes through commands on the runner:
    * `ipvs` instead of ipvsadm, `routes` (rules and routes) and `addresses` (probe sources, VIPs, path
-   * addresses) instead of `ip`.
+   * addresses) instead of `ip`, `announcer` (gratuitous ARP / NA frames) instead of arping and IPv6 re-adds.
    */
   kernel?: ActuatorKernels;
 }
@@ -310,7 +312,7 @@ export class Actuator {
     this.routes = new RoutesDriver(opts.kernel?.routes ?? runner, d);
     this.routes6 = new RoutesDriver(opts.kernel?.routes ?? runner, { ...d, family: 6 });
     this.conntrack = new ConntrackDriver(runner);
-    this.vips = vipGroupsFor(config, this.node).map((g) => new VipGroup(runner, g, { ...d, timers: opts.timers, canAnnounce: opts.canAnnounce, addressesKernel: opts.kernel?.addresses }));
+    this.vips = vipGroupsFor(config, this.node).map((g) => new VipGroup(runner, g, { ...d, timers: opts.timers, canAnnounce: opts.canAnnounce, addressesKernel: opts.kernel?.addresses, ...(opts.kernel?.announcer ? { announcer: opts.kernel.announcer } : {}) }));
     const fast = config.store.kind === 'etcd' && config.store.leadership.mode === 'fast' ? config.store.leadership : null;
     const windowMs = config.store.kind !== 'etcd' ? 0 : fast ? fast.takeoverAfterMs - fast.marginMs : config.store.leaseTtlS * 1000 * 0.75;
     // Fast profile: refresh when at least a third of the validity window is gained (not on every ~100 ms renewal).
@@ -322,7 +324,7 @@ export class Actuator {
     };
     const fence = opts.fenceUntil ? new ArpFence(runner, this.vips.flatMap((v) => v.group.addresses.map((a) => a.address)), opts.fenceUntil, fenceOpts) : null;
     this.fence = fence && !fence.empty ? fence : null;
-    this.paths = pathGroupsFor(config, this.node).map((g) => new VipGroup(runner, g, { ...d, timers: opts.timers, canAnnounce: opts.canAnnouncePaths, kind: 'path', addressesKernel: opts.kernel?.addresses }));
+    this.paths = pathGroupsFor(config, this.node).map((g) => new VipGroup(runner, g, { ...d, timers: opts.timers, canAnnounce: opts.canAnnouncePaths, kind: 'path', addressesKernel: opts.kernel?.addresses, ...(opts.kernel?.announcer ? { announcer: opts.kernel.announcer } : {}) }));
     // One fence table for every active-active group of the node; the shortest pathFenceMs sets its refresh pace.
     const fenced = pathGroupsOf(config, this.node).filter(({ group }) => group.pathFenceMs > 0);
     const holdMs = Math.min(...fenced.map(({ group }) => group.pathFenceMs));

@@ -5,7 +5,9 @@
 // so a frozen or killed controller's kernel stops answering ARP for the VIPs before a standby can
 // take over, although the addresses stay on its interfaces.
 //
-// Not covered: packets sent through packet sockets (arping) bypass the arp hook; an arping already
+// Not covered: frames sent through packet sockets (the controller's own gratuitous ARPs and
+// neighbour advertisements, failover/announcer.ts; arping in the fallback) bypass these hooks: the
+// sender asks canAnnounce() right before each frame, in the same synchronous turn; an arping already
 // running when the controller freezes finishes its burst.
 import { isIPv4, isIPv6 } from 'node:net';
 import type { CommandRunner, LineProcess, ProcessSpawner } from './runner';

@@ -1,11 +1,15 @@
-// A VIP group: hold = addresses, then gratuitous ARP bursts (now, again after repeatAfterMs, every refreshIntervalMs);
+// A VIP group: hold = addresses, then announcement bursts (now, again after repeatAfterMs, every refreshIntervalMs);
 // release = stop announcing, then remove the addresses. Idempotent: holding a held group does nothing.
-// IPv6 addresses are announced by the kernel: adding one sends an unsolicited neighbour advertisement when the
-// interface has ndisc_notify=1 and accept_dad=0 (set here before the addresses; with `nodad` it sends none).
-// To announce again, the address is deleted and added back in one `ip -6 -batch -` (the kernel has no other
-// trigger; Node has no raw sockets).
+// With an announcer (failover/announcer.ts) the controller sends the frames itself: per address a burst
+// of garp.count gratuitous ARPs or unsolicited neighbour advertisements, FRAME_SPACING_MS apart, the first
+// round before hold() returns. Without one (the packet addon cannot load; `sandwich plan`) it falls back
+// to one `arping` per IPv4 address, and announces IPv6 addresses through the kernel: adding one sends an
+// unsolicited neighbour advertisement when the interface has ndisc_notify=1 and accept_dad=0 (set here
+// before the addresses in both modes; accept_dad=0 also keeps a taken-over address from failing DAD
+// against the old holder), and a delete + add in one `ip -6 -batch -` announces it again.
 import { isIPv4, isIPv6 } from 'node:net';
 import { AddressesDriver, type AddressesKernel, type AddressWant } from './addresses';
+import type { Announcer, PreparedFrame } from './announcer';
 import { formatCommand, type CommandRunner } from './runner';
 import { SysctlDriver, type SysctlWant } from './sysctl';
 import { systemTimers, type TimerHandle, type Timers } from './timers';
@@ -17,7 +21,7 @@ export function ifSysctl(family: 'ipv4' | 'ipv6', dev: string, key: string): str
 }
 
 export interface GarpSettings {
-  /** ARP replies per burst (`arping -c`). */
+  /** Frames per burst and address (`arping -c`). */
   readonly count: number;
   /** Second burst this long after takeover; 0 = none. */
   readonly repeatAfterMs: number;
@@ -34,8 +38,10 @@ export interface VipGroupWant {
 
 export interface VipOptions extends DriverOptions {
   timers?: Timers;
-  /** Checked right before every arping is spawned: never announce a leadership we cannot prove. */
+  /** Checked right before every frame is sent (or arping spawned): never announce a leadership we cannot prove. */
   canAnnounce?: () => boolean;
+  /** Sends the frames; without it, arping and IPv6 re-adds through the runner. */
+  announcer?: Announcer;
   /** Results are named `<kind>:<group>`: "vip" (default) or "path" (an active-active group's path addresses). */
   kind?: 'vip' | 'path';
   /** How the addresses are read and changed (default: `ip` commands through the runner). */
@@ -43,6 +49,16 @@ export interface VipOptions extends DriverOptions {
 }
 
 export type AnnounceReason = 'takeover' | 'repeat' | 'refresh';
+
+/** Between the frames of one burst: apart enough not to share a momentary loss, done in 0.2 s for 3 frames. */
+export const FRAME_SPACING_MS = 100;
+
+/** The command line a burst of our own frames equals, for operators (results' commands, plan). */
+export function announceCommand(dev: string, ip: string, count: number): string {
+  return isIPv6(ip)
+    ? formatCommand('ndsend', [ip, dev]) + (count > 1 ? ` # ×${count}, ${FRAME_SPACING_MS} ms apart` : '')
+    : formatCommand('arping', ['-U', '-c', String(count), '-i', String(FRAME_SPACING_MS / 1000), '-I', dev, ip]);
+}
 
 export class VipGroup {
   private held_ = false;
@@ -52,12 +68,14 @@ export class VipGroup {
   private readonly inFlight = new Set<Promise<void>>();
   private readonly addresses: AddressesDriver;
   private readonly sysctl: SysctlDriver;
-  /** Per-interface settings the kernel's own IPv6 announcement needs; {} without an IPv6 address. */
+  /** Per-interface settings for IPv6 VIPs (no DAD against the old holder; the kernel's NA on add); {} without one. */
   readonly sysctls: SysctlWant;
   private readonly timers: Timers;
   private readonly log: DriverLog;
-  /** Results of finished arping runs, newest last (bounded). */
-  readonly announcements: { reason: AnnounceReason; address: string; dev: string; ok: boolean; error?: string; durationMs: number; how: 'arping' | 'kernel-on-add' | 're-add' }[] = [];
+  /** Results of finished bursts, newest last (bounded). */
+  readonly announcements: { reason: AnnounceReason; address: string; dev: string; ok: boolean; error?: string; durationMs: number; how: 'packet' | 'arping' | 'kernel-on-add' | 're-add'; frames?: number }[] = [];
+  /** Pending rounds of packet bursts (cancelled with the announcements). */
+  private readonly rounds = new Set<TimerHandle>();
 
   constructor(private readonly runner: CommandRunner, readonly group: VipGroupWant, private readonly opts: VipOptions = {}) {
     this.addresses = new AddressesDriver(opts.addressesKernel ?? runner, opts);
@@ -129,18 +147,20 @@ export class VipGroup {
     return { ...r, durationMs: elapsed() };
   }
 
-  /** Stops timers and in-flight arping runs; leaves the addresses as they are (process shutdown after release). */
+  /** Stops timers and bursts or arping runs in flight; leaves the addresses as they are (process shutdown after release). */
   close(): void {
     this.stopAnnouncing();
   }
 
-  /** Resolves when every arping started so far has finished (tests, shutdown). */
+  /** Resolves when every burst or arping started so far has finished (tests, shutdown). */
   async settled(): Promise<void> {
     while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
   }
 
   private stopAnnouncing(): void {
     this.cancelTimers();
+    for (const t of this.rounds) this.timers.clearTimeout(t);
+    this.rounds.clear();
     this.abort.abort();
     this.abort = new AbortController();
   }
@@ -152,10 +172,12 @@ export class VipGroup {
   }
 
   /**
-   * Starts one arping per IPv4 address in the background, and a re-add per IPv6 address not in `added`
-   * (the kernel announced those as it added them); returns the commands started.
+   * A burst through the announcer when there is one (every address, `added` or not). Otherwise starts one
+   * arping per IPv4 address in the background, and a re-add per IPv6 address not in `added` (the kernel
+   * announced those as it added them). Returns the command lines the announcements equal.
    */
   private announce(reason: AnnounceReason, added: ReadonlySet<AddressWant> = new Set()): string[] {
+    if (this.opts.announcer) return this.burst(this.opts.announcer, reason);
     const started: string[] = [];
     for (const a of this.group.addresses) {
       const ip = a.address.split('/')[0] ?? '';
@@ -199,6 +221,93 @@ export class VipGroup {
       this.inFlight.add(p);
     }
     return started;
+  }
+
+  /**
+   * One burst through the announcer: round i sends one frame per address still going, each prepared,
+   * then checked with canAnnounce(), then sent, in one synchronous turn; round 0 runs now. An address
+   * stops at its first failure; a "no" from canAnnounce() ends the burst (later rounds would be refused too).
+   */
+  private burst(announcer: Announcer, reason: AnnounceReason): string[] {
+    const count = Math.max(1, this.group.garp.count);
+    const targets = this.group.addresses
+      .map((a) => ({ dev: a.dev, ip: a.address.split('/')[0] ?? '', frames: 0, error: undefined as string | undefined }))
+      .filter((t) => isIPv4(t.ip) || isIPv6(t.ip));
+    if (targets.length === 0) return [];
+    const signal = this.abort.signal;
+    const wall = timer();
+    const t0 = this.timers.now();
+    let refused = false;
+    let handle: TimerHandle | null = null;
+    let finished!: () => void;
+    const done = new Promise<void>((resolve) => (finished = resolve));
+    let over = false;
+    const finish = (): void => {
+      if (over) return;
+      over = true;
+      signal.removeEventListener('abort', finish);
+      if (handle) this.rounds.delete(handle);
+      handle = null;
+      for (const t of targets) {
+        const what = `${t.frames} ${isIPv6(t.ip) ? 'unsolicited neighbour advertisement' : 'gratuitous ARP'}${t.frames === 1 ? '' : 's'}`;
+        if (t.error === undefined && refused && t.frames === 0) continue;   // logged when refused
+        if (t.error !== undefined) {
+          this.record({ reason, address: t.ip, dev: t.dev, ok: false, error: t.error, durationMs: wall(), how: 'packet', frames: t.frames });
+          this.log({ level: 'error', driver: this.driver, message: `announcing ${t.ip} on ${t.dev} (${reason}) failed after ${what}: ${t.error}`, reason, durationMs: wall() });
+        } else if (refused && t.frames < count) {
+          // Cut short by canAnnounce() (its warning is logged): recorded, never reported as announced.
+          this.record({ reason, address: t.ip, dev: t.dev, ok: false, error: 'leadership cannot be proven', durationMs: wall(), how: 'packet', frames: t.frames });
+        } else if (signal.aborted && t.frames < count) {
+          this.record({ reason, address: t.ip, dev: t.dev, ok: false, error: 'stopped', durationMs: wall(), how: 'packet', frames: t.frames });
+          this.log({ level: 'info', driver: this.driver, message: `announcement of ${t.ip} on ${t.dev} (${reason}) stopped after ${what}: the addresses are being released`, reason, durationMs: wall() });
+        } else {
+          this.record({ reason, address: t.ip, dev: t.dev, ok: true, durationMs: wall(), how: 'packet', frames: t.frames });
+          this.log({ level: 'info', driver: this.driver, message: `announced ${t.ip} on ${t.dev} (${reason}, ${what})`, reason, startedAt: t0, durationMs: wall() });
+        }
+      }
+      finished();
+    };
+    const round = (i: number): void => {
+      handle = null;
+      for (const t of targets) {
+        if (t.error !== undefined || refused || signal.aborted) continue;
+        let frame: PreparedFrame;
+        try {
+          frame = announcer.prepare(t.dev, t.ip);
+        } catch (e) {
+          t.error = e instanceof Error ? e.message : String(e);
+          continue;
+        }
+        // Nothing asynchronous between this question and the send.
+        if (this.opts.canAnnounce && !this.opts.canAnnounce()) {
+          refused = true;
+          this.log({ level: 'warn', driver: this.driver, message: `not announcing ${targets.map((x) => `${x.ip} on ${x.dev}`).join(', ')} (${reason}): leadership cannot be proven`, reason });
+          continue;
+        }
+        try {
+          announcer.send(frame);
+          t.frames++;
+        } catch (e) {
+          t.error = e instanceof Error ? e.message : String(e);
+        }
+      }
+      if (i + 1 < count && !refused && !signal.aborted && targets.some((t) => t.error === undefined)) {
+        handle = this.timers.setTimeout(() => {
+          if (handle) this.rounds.delete(handle);
+          round(i + 1);
+        }, FRAME_SPACING_MS);
+        this.rounds.add(handle);
+      } else {
+        finish();
+      }
+    };
+    signal.addEventListener('abort', finish, { once: true });
+    round(0);
+    if (!signal.aborted) {
+      const p = done.finally(() => this.inFlight.delete(p));
+      this.inFlight.add(p);
+    }
+    return targets.map((t) => announceCommand(t.dev, t.ip, count));
   }
 
   private record(e: VipGroup['announcements'][number]): void {

@@ -41,4 +41,7 @@ function files(dir) {
 for (const d of pkgDirs) files(d);
 for (const d of ['bin', 'dist']) if (fs.existsSync(path.join(root, d))) files(path.join(root, d));
 out.push('package.json');
+// The packet-socket addon (gratuitous ARP from the controller itself); without it the controller uses arping.
+const addon = 'failover/packet/build/Release/packet.node';
+if (fs.existsSync(path.join(root, addon))) out.push(addon);
 process.stdout.write(out.join('\n') + '\n');

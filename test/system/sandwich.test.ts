@@ -199,6 +199,9 @@ describe('system: controller core in network namespaces', () => {
     await waitFor('lb2 holds the VIP', () => vipHolder() === 'lb2', 5000);
     await waitFor('client neighbour entry on lb2', () => clientNeighbour() === mac('lb2', 'cli'), 5000);
     expect(sh(lab.ns('lb1'), ['ip', '-o', 'addr', 'show']).includes('192.0.2.254')).toBe(false);
+    // Sent by the controller itself (failover/packet), not by arping.
+    await waitFor('announcement event', () => events('lb2').some((e) => /^announced 192\.0\.2\.254 on \S+ \(takeover, 2 gratuitous ARPs\)$/.test(e.reason)), 3000);
+    expect(events('lb2').filter((e) => /through arping/.test(e.reason))).toEqual([]);
   });
 
   it('refuses a failover to an unknown node with a clear message and no stack trace', () => {

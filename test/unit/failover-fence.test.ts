@@ -338,4 +338,23 @@ egress: { routes: [default] }
     expect(vipAdds()).toEqual(['add', 'del']);
     a.close();
   });
+
+  it('takeVips with an announcer: the gratuitous ARP is the controller\'s own frame, sent after the fence and the address, no arping', async () => {
+    const config = parseConfig(yaml, 'test.yaml');
+    const r = runner();
+    const sent: string[] = [];
+    const announcer = {
+      prepare: (dev: string, ip: string) => ({ dev, ip, ifindex: 3, bytes: Buffer.alloc(42) }),
+      send: (f: { dev: string; ip: string }) => void sent.push(`${f.ip} on ${f.dev} after ${r.calls.length} calls`),
+      close: () => undefined,
+    };
+    const a = new Actuator(config, 'lb1', r, { timers: new ManualTimers(), fenceUntil: () => performance.now() + 700, verify: false, canAnnounce: () => true, kernel: { announcer } });
+    const took = await a.takeVips();
+    expect(took.errors).toEqual([]);
+    expect(took.results.find((x) => x.driver === 'vip:ingress')!.commands).toEqual(['ip addr add 192.0.2.254/24 dev cli', 'arping -U -c 1 -i 0.1 -I cli 192.0.2.254']);
+    const addAt = r.calls.findIndex((c) => c.file === 'ip' && c.args.includes('192.0.2.254/24'));
+    expect(sent).toEqual([`192.0.2.254 on cli after ${addAt + 1} calls`]);
+    expect(r.calls.filter((c) => c.file === 'arping')).toEqual([]);
+    a.close();
+  });
 });
