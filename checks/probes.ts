@@ -5,7 +5,7 @@ import https from 'node:https';
 import net from 'node:net';
 import got from 'got';
 import { promise as pingPromise } from 'ping';
-import { CommandFailedError, CommandNotFoundError, CommandTimeoutError, ExecSpawner, type CommandRunner, type ProcessSpawner } from '../failover/runner';
+import { CommandFailedError, CommandNotFoundError, CommandTimeoutError, ExecSpawner, processStarts, type CommandRunner, type ProcessSpawner } from '../failover/runner';
 import { IcmpStreamPool } from './icmp-stream';
 import type { ProbeJob } from './jobs';
 import type { ProbeResult } from './risefall';
@@ -221,6 +221,7 @@ export function icmpPackageProbe(job: ProbeJob, signal: AbortSignal): Promise<Pr
     };
     const onAbort = (): void => finish({ ok: false, rttMs: performance.now() - started, error: abortMessage(signal) });
     signal.addEventListener('abort', onAbort, { once: true });
+    processStarts.started('ping');   // the `ping` package spawns /usr/bin/ping itself
     pingPromise
       .probe(job.target, { numeric: true, timeout: timeoutMs / 1000, min_reply: 1, ...(job.family === 6 ? { v6: true } : {}), extra: ['-I', job.source] })
       .then((res) => {
