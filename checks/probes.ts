@@ -3,7 +3,6 @@
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
-import got from 'got';
 import { promise as pingPromise } from 'ping';
 import { CommandFailedError, CommandNotFoundError, CommandTimeoutError, ExecSpawner, processStarts, type CommandRunner, type ProcessSpawner } from '../failover/runner';
 import { IcmpStreamPool } from './icmp-stream';
@@ -115,7 +114,9 @@ function statusOk(check: ProbeJob['check'], status: number): boolean {
  * and, with bodyMatch, the first 64 KiB of the body match. HTTPS certificates are not verified: this is a
  * health check of the path through a firewall, not a client trusting the server's identity.
  */
-export function httpProbe(job: ProbeJob, signal: AbortSignal): Promise<ProbeResult> {
+export async function httpProbe(job: ProbeJob, signal: AbortSignal): Promise<ProbeResult> {
+  // got (~10 MB of code and data) is loaded by the first HTTP check, not by controllers without one.
+  const { default: got } = await import('got');
   const check = job.check;
   const timeoutMs = check.timeoutMs;
   const re = bodyRegex(check);
