@@ -7,6 +7,7 @@ import { ExecRunner, ExecSpawner } from '../failover/runner';
 import { createApiHandler, readToken, startApi, type ApiServer } from './api';
 import { ConfigError, eventLogPath, nodeByName, type Config } from './config';
 import { createEventLog } from './events';
+import { sizeHeapForDaemon } from './heap';
 import { Metrics } from './metrics';
 import { NodeController } from './node';
 import { openStore } from './open-store';
@@ -15,6 +16,7 @@ import { systemdNotifier } from './systemd';
 /** Runs until SIGTERM/SIGINT; returns the process exit code. Events are flushed before it returns. */
 export async function runDaemon(config: Config, nodeName: string): Promise<number> {
   nodeByName(config, nodeName);
+  sizeHeapForDaemon();
   const apiToken = config.api?.tokenFile ? readApiToken(config.api.tokenFile) : null;
   const metrics = new Metrics(config, nodeName);
   const events = metrics.tapEvents(createEventLog({
