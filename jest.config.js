@@ -11,6 +11,8 @@ const base = {
   moduleFileExtensions: ['ts', 'js', 'mjs', 'json'],
   // The lab's output holds a copy of the app (the VM's bundle): not a module of this project.
   modulePathIgnorePatterns: ['<rootDir>/lab/out/'],
+  // Lazy `import('./x.js')` in the sources (ESM resolution wants the extension) names x.ts here.
+  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
 };
 module.exports = {
   projects: [

@@ -3,9 +3,8 @@
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
-import got from 'got';
 import { promise as pingPromise } from 'ping';
-import { CommandFailedError, CommandNotFoundError, CommandTimeoutError, ExecSpawner, type CommandRunner, type ProcessSpawner } from '../failover/runner';
+import { CommandFailedError, CommandNotFoundError, CommandTimeoutError, ExecSpawner, processStarts, type CommandRunner, type ProcessSpawner } from '../failover/runner';
 import { IcmpStreamPool } from './icmp-stream';
 import type { ProbeJob } from './jobs';
 import type { ProbeResult } from './risefall';
@@ -115,7 +114,9 @@ function statusOk(check: ProbeJob['check'], status: number): boolean {
  * and, with bodyMatch, the first 64 KiB of the body match. HTTPS certificates are not verified: this is a
  * health check of the path through a firewall, not a client trusting the server's identity.
  */
-export function httpProbe(job: ProbeJob, signal: AbortSignal): Promise<ProbeResult> {
+export async function httpProbe(job: ProbeJob, signal: AbortSignal): Promise<ProbeResult> {
+  // got (~10 MB of code and data) is loaded by the first HTTP check, not by controllers without one.
+  const { default: got } = await import('got');
   const check = job.check;
   const timeoutMs = check.timeoutMs;
   const re = bodyRegex(check);
@@ -221,6 +222,7 @@ export function icmpPackageProbe(job: ProbeJob, signal: AbortSignal): Promise<Pr
     };
     const onAbort = (): void => finish({ ok: false, rttMs: performance.now() - started, error: abortMessage(signal) });
     signal.addEventListener('abort', onAbort, { once: true });
+    processStarts.started('ping');   // the `ping` package spawns /usr/bin/ping itself
     pingPromise
       .probe(job.target, { numeric: true, timeout: timeoutMs / 1000, min_reply: 1, ...(job.family === 6 ? { v6: true } : {}), extra: ['-I', job.source] })
       .then((res) => {

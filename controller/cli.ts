@@ -2,12 +2,20 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { pathDrainFile, removePathDrain, writePathDrain } from './active-active';
-import { ConfigError, configJsonSchema, eventLogPaths, loadConfig, nodeByName, pathGroupsOf, type Config } from './config';
-import { openStore, planNode, runDaemon } from './daemon';
-import { collectStatus, formatStatus } from './status';
-import { requestSwitchover } from './switchover';
-import { followEvents, formatEvent, parseSince, readEvents, type EventFilter, type SandwichEvent } from './events';
+import type { Config } from './config';
+import type { EventFilter, SandwichEvent } from './events';
+
+// Each command requires the modules it uses when it runs: `--version` and `--help` load commander alone, the
+// config (yaml, zod) is loaded by the commands that read it, etcd's client (grpc) only for an etcd store.
+const activeActive = () => import('./active-active.js');
+const configs = () => import('./config.js');
+const daemon = () => import('./daemon.js');
+const eventLogs = () => import('./events.js');
+const stores = () => import('./open-store.js');
+const statuses = () => import('./status.js');
+const switchovers = () => import('./switchover.js');
+const loadConfig = async (file: string): Promise<Config> => (await configs()).loadConfig(file);
+const nodeByName = async (config: Config, node: string) => (await configs()).nodeByName(config, node);
 
 const DEFAULT_CONFIG = process.env.SANDWICH_CONFIG ?? '/etc/sandwich/config.yaml';
 
@@ -42,15 +50,15 @@ export function buildProgram(io: Io, setCode: (c: number) => void): Command {
     .command('check-config')
     .description('validate a config file; prints every error as path: message (line N)')
     .argument('[file]', 'config file', DEFAULT_CONFIG)
-    .action((file: string) => {
-      const c = loadConfig(file);
+    .action(async (file: string) => {
+      const c = await loadConfig(file);
       io.out(`${file}: ok (${c.nodes.length} nodes, ${c.firewalls.length} firewalls, ${c.checks.length} checks, ${c.services.length} services, ${c.vipGroups.length} VIP groups)`);
     });
 
   program
     .command('schema')
     .description('print the config JSON Schema (for editors)')
-    .action(() => io.out(JSON.stringify(configJsonSchema(), null, 2)));
+    .action(async () => io.out(JSON.stringify((await configs()).configJsonSchema(), null, 2)));
 
   program
     .command('run')
@@ -58,9 +66,9 @@ export function buildProgram(io: Io, setCode: (c: number) => void): Command {
     .requiredOption('-n, --node <name>', 'this host\'s node name in the config')
     .addOption(configOption())
     .action(async (o: { node: string; config: string }) => {
-      const config = loadConfig(o.config);
-      nodeByName(config, o.node);
-      setCode(await runDaemon(config, o.node));
+      const config = await loadConfig(o.config);
+      await nodeByName(config, o.node);
+      setCode(await (await daemon()).runDaemon(config, o.node));
     });
 
   program
@@ -70,9 +78,9 @@ export function buildProgram(io: Io, setCode: (c: number) => void): Command {
     .addOption(configOption())
     .option('--leader', 'plan as the holder of the VIP group')
     .action(async (o: { node: string; config: string; leader?: boolean }) => {
-      const config = loadConfig(o.config);
-      nodeByName(config, o.node);
-      const lines = await planNode(config, o.node, { leader: !!o.leader });
+      const config = await loadConfig(o.config);
+      await nodeByName(config, o.node);
+      const lines = await (await daemon()).planNode(config, o.node, { leader: !!o.leader });
       io.out(lines.length ? lines.join('\n') : '# nothing to do: the kernel matches the desired state');
     });
 
@@ -82,8 +90,9 @@ export function buildProgram(io: Io, setCode: (c: number) => void): Command {
     .addOption(configOption())
     .option('--json', 'machine-readable output')
     .action(async (o: { config: string; json?: boolean }) => {
-      const config = loadConfig(o.config);
-      const s = await collectStatus(config, openStore);
+      const config = await loadConfig(o.config);
+      const { collectStatus, formatStatus } = await statuses();
+      const s = await collectStatus(config, (await stores()).openStore);
       io.out(o.json ? JSON.stringify(s, null, 2) : formatStatus(s));
     });
 
@@ -98,7 +107,8 @@ export function buildProgram(io: Io, setCode: (c: number) => void): Command {
     .option('--file <path>', 'event log file (default: events.file from the config)')
     .option('--json', 'print JSON lines')
     .action(async (o: { config: string; follow?: boolean; since?: string; firewall?: string; node?: string; file?: string; json?: boolean }) => {
-      const files = o.file ? [o.file] : eventLogPaths(loadConfig(o.config));
+      const { followEvents, formatEvent, parseSince, readEvents } = await eventLogs();
+      const files = o.file ? [o.file] : (await configs()).eventLogPaths(await loadConfig(o.config));
       const filter: EventFilter = {};
       if (o.since) {
         try {
@@ -126,7 +136,7 @@ export function buildProgram(io: Io, setCode: (c: number) => void): Command {
 
   const needStore = async (config: Config) => {
     if (config.store.kind === 'memory') throw new UsageError('this command needs the shared store: set store.kind: etcd in the config');
-    return openStore(config);
+    return (await stores()).openStore(config);
   };
 
   program
@@ -137,7 +147,7 @@ export function buildProgram(io: Io, setCode: (c: number) => void): Command {
     .option('--reason <text>', 'why', 'operator request')
     .option('--force', 'allow draining the last firewall in service')
     .action(async (fw: string, o: { config: string; reason: string; force?: boolean }) => {
-      const config = loadConfig(o.config);
+      const config = await loadConfig(o.config);
       knownFirewall(config, fw);
       const store = await needStore(config);
       try {
@@ -160,7 +170,7 @@ export function buildProgram(io: Io, setCode: (c: number) => void): Command {
     .argument('<firewall>')
     .addOption(configOption())
     .action(async (fw: string, o: { config: string }) => {
-      const config = loadConfig(o.config);
+      const config = await loadConfig(o.config);
       knownFirewall(config, fw);
       const store = await needStore(config);
       try {
@@ -170,9 +180,9 @@ export function buildProgram(io: Io, setCode: (c: number) => void): Command {
       }
     });
 
-  const pathNode = (config: Config, node: string) => {
-    const n = nodeByName(config, node);
-    if (!pathGroupsOf(config, n).some((g) => g.paths.length > 0)) throw new UsageError(`node "${node}" has no path address in an active-active VIP group (docs/active-active.md)`);
+  const pathNode = async (config: Config, node: string) => {
+    const n = await nodeByName(config, node);
+    if (!(await configs()).pathGroupsOf(config, n).some((g) => g.paths.length > 0)) throw new UsageError(`node "${node}" has no path address in an active-active VIP group (docs/active-active.md)`);
     return n;
   };
 
@@ -182,9 +192,10 @@ export function buildProgram(io: Io, setCode: (c: number) => void): Command {
     .requiredOption('-n, --node <name>', 'the node (this host)')
     .addOption(configOption())
     .option('--reason <text>', 'why', 'operator request')
-    .action((o: { node: string; config: string; reason: string }) => {
-      const config = loadConfig(o.config);
-      pathNode(config, o.node);
+    .action(async (o: { node: string; config: string; reason: string }) => {
+      const config = await loadConfig(o.config);
+      await pathNode(config, o.node);
+      const { pathDrainFile, writePathDrain } = await activeActive();
       const file = pathDrainFile(config, o.node);
       writePathDrain(file, { by: process.env.SUDO_USER ?? process.env.USER ?? 'operator', reason: o.reason, since: Date.now() });
       io.out(`${o.node}: path drain requested (${file}); its controller withdraws the path within 0.1 s. Wait for the upstream router to stop using it (docs/active-active.md) before taking ${o.node} down.`);
@@ -195,9 +206,10 @@ export function buildProgram(io: Io, setCode: (c: number) => void): Command {
     .description('active-active: let this node hold its path addresses again (run on the node\'s host)')
     .requiredOption('-n, --node <name>', 'the node (this host)')
     .addOption(configOption())
-    .action((o: { node: string; config: string }) => {
-      const config = loadConfig(o.config);
-      pathNode(config, o.node);
+    .action(async (o: { node: string; config: string }) => {
+      const config = await loadConfig(o.config);
+      await pathNode(config, o.node);
+      const { pathDrainFile, removePathDrain } = await activeActive();
       io.out(removePathDrain(pathDrainFile(config, o.node)) ? `${o.node}: undrained; it holds its path again once healthy` : `${o.node}: was not drained`);
     });
 
@@ -213,10 +225,10 @@ export function buildProgram(io: Io, setCode: (c: number) => void): Command {
       return n;
     }, 10_000)
     .action(async (o: { config: string; to?: string; role: 'ingress' | 'egress'; wait: number }) => {
-      const config = loadConfig(o.config);
+      const config = await loadConfig(o.config);
       const store = await needStore(config);
       try {
-        io.out(await requestSwitchover(config, store, o.role, o.to ?? null, process.env.SUDO_USER ?? process.env.USER ?? 'operator', o.wait));
+        io.out(await (await switchovers()).requestSwitchover(config, store, o.role, o.to ?? null, process.env.SUDO_USER ?? process.env.USER ?? 'operator', o.wait));
       } finally {
         await store.close();
       }
@@ -240,7 +252,7 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
     return code;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2; // commander printed the message
-    if (e instanceof ConfigError) {
+    if (e instanceof Error && e.name === 'ConfigError') {   // controller/config.ts, not loaded by every command
       io.err(e.message);
       return 1;
     }

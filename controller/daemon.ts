@@ -10,41 +10,17 @@ import { netlinkKernels } from '../failover/netlink/kernels';
 import { ExecRunner, ExecSpawner } from '../failover/runner';
 import { createApiHandler, readToken, startApi, type ApiServer } from './api';
 import { ConfigError, eventLogPath, nodeByName, type Config } from './config';
-import { EtcdStore, type EtcdStoreEvent } from './etcd-store';
-import { createEventLog, type EventLog, type SandwichEvent } from './events';
-import { MemoryStore } from './memory-store';
+import { createEventLog } from './events';
+import { sizeHeapForDaemon } from './heap';
 import { Metrics } from './metrics';
 import { NodeController } from './node';
-import type { CoordinationStore } from './store';
+import { openStore } from './open-store';
 import { systemdNotifier } from './systemd';
-
-export async function openStore(config: Config, events?: EventLog, node = 'cli', onRenewed?: () => void): Promise<CoordinationStore> {
-  if (config.store.kind === 'memory') return new MemoryStore();
-  return EtcdStore.fromConfig(config, {
-    // A one-shot CLI client's first call also pays for connecting: give operators' commands more time.
-    ...(node === 'cli' ? { callTimeoutMs: Math.max(config.store.callTimeoutMs, 5000) } : {}),
-    ...(events ? { onEvent: (e: EtcdStoreEvent) => events.emit(storeEvent(node, e)) } : {}),
-    ...(onRenewed ? { onRenewed } : {}),
-  });
-}
-
-function storeEvent(node: string, e: EtcdStoreEvent): SandwichEvent {
-  switch (e.type) {
-    case 'lease-granted': return { event: 'leader', node, reason: `etcd session ${e.leaseId} granted (TTL ${e.ttlMs} ms)` };
-    case 'lease-lost': return e.reason === 'store closed'
-      ? { event: 'leader', node, reason: `etcd session ${e.leaseId} closed` }
-      : { event: 'leader', level: 'warn', node, reason: `etcd session ${e.leaseId} lost: ${e.reason}` };
-    case 'keepalive-failed': return { event: 'error', level: 'warn', node, reason: `etcd keepalive for ${e.leaseId} failed: ${e.error.message}` };
-    case 'renewal-failed': return { event: 'error', level: 'warn', node, reason: `etcd renewal of the ${e.role} leader key failed: ${e.error.message}` };
-    case 'leadership-lost': return { event: 'leader', level: e.reason === 'resigned' || e.reason === 'store closed' ? 'info' : 'warn', node, reason: `${e.role} leader key: ${e.reason}` };
-    case 'bad-value': return { event: 'error', level: 'warn', node, reason: `ignored a bad value in etcd: ${e.error.message}` };
-    case 'watch-error': return { event: 'error', level: 'warn', node, reason: `etcd watch: ${e.error.message}` };
-  }
-}
 
 /** Runs until SIGTERM/SIGINT; returns the process exit code. Events are flushed before it returns. */
 export async function runDaemon(config: Config, nodeName: string): Promise<number> {
   nodeByName(config, nodeName);
+  sizeHeapForDaemon();
   const apiToken = config.api?.tokenFile ? readApiToken(config.api.tokenFile) : null;
   const metrics = new Metrics(config, nodeName);
   const events = metrics.tapEvents(createEventLog({

@@ -2,6 +2,7 @@
 // every event, every reconcile result. The NodeController needs no change to be measured. Plus prom-client's
 // process and Node.js metrics (resident memory, heap, event-loop lag, GC), read at scrape time.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { processStarts as allProcessStarts, type ProcessStarts } from '../failover/runner';
 import type { Config, Role } from './config';
 import { pathGroupsOf } from './config';
 import type { EventLog, SandwichEvent } from './events';
@@ -37,7 +38,8 @@ export class Metrics {
   private readonly lastState = new Map<string, FirewallState>();
   private source: MetricsSource | null = null;
 
-  constructor(private readonly config: Config, private readonly node: string) {
+  /** processStarts: the process-wide count (failover/runner.ts); tests pass their own. */
+  constructor(private readonly config: Config, private readonly node: string, processStarts: ProcessStarts = allProcessStarts) {
     const self = config.nodes.find((n) => n.name === node);
     if (!self) throw new Error(`metrics: node "${node}" is not in the config`);
     const role = self.role;
@@ -75,6 +77,13 @@ export class Metrics {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     });
     this.driftCorrections = new Counter({ name: 'sandwich_drift_corrections_total', help: 'Reconcile passes that corrected drift, per driver', labelNames: ['driver'], registers });
+    const starts: Counter = new Counter({
+      name: 'sandwich_process_starts_total', help: 'Processes this controller started (ip, ipvsadm, ping, …), by program; 0 per minute in steady state is the goal', labelNames: ['program'], registers,
+      collect: () => {
+        starts.reset();
+        for (const [program, n] of processStarts.byProgram()) starts.inc({ program }, n);
+      },
+    });
     this.driverErrors = new Counter({ name: 'sandwich_driver_errors_total', help: 'Reconcile passes in which a driver failed', labelNames: ['driver'], registers });
     // process_resident_memory_bytes, nodejs_heap_size_used_bytes, nodejs_eventloop_lag_seconds, …: issue 6 sets
     // the controller an RSS goal (docs/benchmarks.md, bench/controller-rss.ts), so operators can watch it too.

@@ -13,7 +13,7 @@ node_name=$1 prefix=${2:-/opt/sandwich}
 [[ $node_name =~ ^[a-z][a-z0-9_-]{0,31}$ ]] || { echo "install.sh: bad node name '$node_name'" >&2; exit 2; }
 [[ $prefix =~ ^/[A-Za-z0-9_./-]+$ ]] || { echo "install.sh: bad prefix '$prefix'" >&2; exit 2; }
 src=$(cd "$(dirname "$0")/.." && pwd)
-[ -f "$src/dist/controller/cli.js" ] || { echo "install.sh: build first (npm ci && npm run build)" >&2; exit 1; }
+[ -f "$src/dist/sandwich/sandwich.mjs" ] || { echo "install.sh: build first (npm ci && npm run build)" >&2; exit 1; }
 command -v node >/dev/null || { echo "install.sh: node (>= 20.19) is not installed" >&2; exit 1; }
 
 # Commands the daemon runs (through failover/runner.ts, never a shell).

@@ -1,7 +1,27 @@
 // The one way this program runs external commands: execFile (no shell), a deadline, typed errors.
 import { execFile, spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
 import { createInterface } from 'node:readline';
+
+/** Processes this program started, by program name (`ip`, `ipvsadm`, …): issue 16 wants none in steady state. */
+export class ProcessStarts {
+  private readonly counts = new Map<string, number>();
+  /** One process of `file` (a name or a path) started. */
+  started(file: string): void {
+    const program = basename(file);
+    this.counts.set(program, (this.counts.get(program) ?? 0) + 1);
+  }
+  count(program: string): number {
+    return this.counts.get(program) ?? 0;
+  }
+  byProgram(): ReadonlyMap<string, number> {
+    return this.counts;
+  }
+}
+
+/** Every process started through ExecRunner and ExecSpawner (and the ICMP probe's `ping` package) in this process. */
+export const processStarts = new ProcessStarts();
 
 export interface CommandResult {
   readonly stdout: string;
@@ -80,6 +100,7 @@ export class ExecRunner implements CommandRunner {
           reject(new CommandFailedError(file, args, `${cmd}: exit ${code ?? e.code}${tail ? `: ${tail}` : ''}`, code, stderr));
         },
       );
+      if (child.pid !== undefined) processStarts.started(file);   // no pid: it could not start (ENOENT, …)
       if (opts.input !== undefined) child.stdin?.end(opts.input);
       else child.stdin?.end();
     });
@@ -192,6 +213,7 @@ export class ExecSpawner implements ProcessSpawner {
   spawnLines(file: string, args: readonly string[], handlers: LineHandlers, opts: SpawnOptions = {}): LineProcess {
     const stdio: ['pipe' | 'ignore', 'pipe', 'pipe'] = [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'];
     const child = spawn(file, args as string[], { env: this.env, shell: false, stdio, windowsHide: true });
+    if (child.pid !== undefined) processStarts.started(file);
     // EPIPE after the command exited is reported through `exited`, not as an uncaught error.
     child.stdin?.on('error', () => undefined);
     const out = createInterface({ input: child.stdout!, crlfDelay: Infinity });

@@ -1,7 +1,7 @@
 // The packet-socket addon (packet.c, built by `npm run build:packet` from scripts/setup): a send-only
 // AF_PACKET socket opened in this process's network namespace.
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 interface Addon {
   open(): number;
@@ -21,10 +21,20 @@ export interface PacketLink {
   readonly arptype: number;
 }
 
-/** Where the built addon is, from the sources (failover/packet) or from dist/failover/packet. */
+const BUILT = 'build/Release/packet.node';
+
+/**
+ * Where the built addon is: next to this file (the sources, failover/packet), or under failover/packet in
+ * the nearest directory above it that has one (dist/failover/packet, the bundle in dist/sandwich, the lab
+ * VM's copy of the app).
+ */
 export function addonPath(dir = __dirname): string | null {
-  const candidates = [join(dir, 'build/Release/packet.node'), join(dir, '../../../failover/packet/build/Release/packet.node')];
-  return candidates.find((p) => existsSync(p)) ?? null;
+  if (existsSync(join(dir, BUILT))) return join(dir, BUILT);
+  for (let d = dir; ; d = dirname(d)) {
+    const p = join(d, 'failover/packet', BUILT);
+    if (existsSync(p)) return p;
+    if (dirname(d) === d) return null;
+  }
 }
 
 function loadAddon(): Addon {

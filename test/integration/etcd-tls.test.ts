@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { parseConfig, type Config } from '../../controller/config';
-import { openStore } from '../../controller/daemon';
+import { openStore } from '../../controller/open-store';
 import { EtcdStore } from '../../controller/etcd-store';
 import { createEventLog } from '../../controller/events';
 import type { Observation } from '../../controller/types';

@@ -168,6 +168,8 @@ describe('system: controller core in network namespaces', () => {
     ['ingress', 'ing', 'ingress-leg'],
     ['egress', 'egr', 'egress-leg'],
   ])('a broken %s leg alone takes the firewall down, and the verdict names that leg', async (_side, dev, check) => {
+    // From service: the previous case leaves fw2 in its hold-down (down) after its table points back.
+    await waitFor('fw2 up before the leg breaks', () => desiredState('fw2') === 'up', 15_000, 50);
     sh(lab.ns('fw2'), ['iptables', '-I', 'INPUT', '1', '-i', dev, '-p', 'icmp', '-j', 'DROP']);
     try {
       await waitFor('fw2 down', () => desiredState('fw2') === 'down', 10_000, 50);

@@ -98,7 +98,7 @@ describe('PacketAnnouncer', () => {
 });
 
 describe('addonPath', () => {
-  it('finds the built addon from the sources and from dist/, and says when it is not built', () => {
+  it('finds the built addon from the sources, from dist/ and from the bundle, and says when it is not built', () => {
     const root = mkdtempSync(join(tmpdir(), 'sandwich-addon-'));
     try {
       const src = join(root, 'failover/packet');
@@ -110,6 +110,8 @@ describe('addonPath', () => {
       writeFileSync(join(src, 'build/Release/packet.node'), '');
       expect(addonPath(src)).toBe(join(src, 'build/Release/packet.node'));
       expect(addonPath(dist)).toBe(join(src, 'build/Release/packet.node'));
+      // The bundle (dist/sandwich) finds it too.
+      expect(addonPath(join(root, 'dist/sandwich'))).toBe(join(src, 'build/Release/packet.node'));
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
