@@ -56,6 +56,12 @@ async function main() {
   });
   copyProtos(dir);
   copyPackages(EXTERNAL, path.join(out, 'node_modules'));
+  // The packet-socket addon (gratuitous ARP from the controller itself), found by walking up from the bundle.
+  const addon = 'failover/packet/build/Release/packet.node';
+  if (fs.existsSync(path.join(root, addon))) {
+    fs.mkdirSync(path.join(out, path.dirname(addon)), { recursive: true });
+    fs.copyFileSync(path.join(root, addon), path.join(out, addon));
+  }
   fs.copyFileSync(path.join(root, 'package.json'), path.join(out, 'package.json'));   // `sandwich --version`
   fs.copyFileSync(path.join(__dirname, 'boot.js'), path.join(dir, 'boot.js'));
   fs.mkdirSync(path.join(out, 'bin'));
