@@ -76,6 +76,8 @@ export class NetnsSandwich {
 
   private background(ns: string, args: string[]): ChildProcess {
     const p = spawn('ip', ['netns', 'exec', this.ns(ns), ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // Read it: an unread pipe fills after 64 KB and blocks the writer (http.server logs every request).
+    p.stderr!.resume();
     this.procs.push(p);
     return p;
   }

@@ -38,6 +38,7 @@ vipGroups:
 egress: { routes: [default] }
 events: { file: "@DIR@/{node}/events.log" }
 runtimeDir: "@DIR@/run"
+api: { listen: "127.0.0.1:9455" }
 `;
 
 const lab = new NetnsSandwich('swst');
@@ -112,7 +113,32 @@ afterAll(async () => {
   await lab.down();
 });
 
+/** Processes a node's controller has started so far, by program (its /metrics, read inside its namespace). */
+function processStarts(node: string): Record<string, number> {
+  const text = sh(lab.ns(node), ['curl', '-sf', '--max-time', '5', 'http://127.0.0.1:9455/metrics']);
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^sandwich_process_starts_total\{([^}]*)\} (\d+)$/gm)) {
+    const program = /program="([^"]+)"/.exec(m[1]!)?.[1];
+    if (program) out[program] = Number(m[2]);
+  }
+  return out;
+}
+
 describe('system: controller core in network namespaces', () => {
+  it('steady state: no controller starts a process for two minutes (kernel access through netlink and packet sockets)', async () => {
+    await waitFor('lb1 and lb2 see both firewalls up', () => desiredState('fw1') === 'up' && desiredState('fw2') === 'up', 20_000);
+    await sleep(3000);
+    const before = Object.fromEntries(['lb1', 'lb2', 'er1'].map((n) => [n, processStarts(n)]));
+    // The long-lived ones started: the ARP fence's nft on the leader, a ping per ICMP stream.
+    expect(before.lb1!.nft ?? 0).toBeGreaterThanOrEqual(1);
+    expect(before.er1!.ping ?? 0).toBeGreaterThanOrEqual(1);
+    await sleep(120_000);
+    const after = Object.fromEntries(['lb1', 'lb2', 'er1'].map((n) => [n, processStarts(n)]));
+    console.log(`process starts before / after the two minutes: ${JSON.stringify(before)} / ${JSON.stringify(after)}`);
+    expect(after).toEqual(before);
+  }, 180_000);
+
+
   it('sandwich plan printed the egress node\'s commands without running them', () => {
     expect(plan.ok).toBe(true);
     // Routes and rules are read through rtnetlink; each change is printed as the `ip` command it equals.
