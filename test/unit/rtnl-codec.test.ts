@@ -1,13 +1,15 @@
 // rtnetlink wire format: messages built here byte by byte (as the kernel sends them), decoded by failover/netlink;
 // encoders checked field by field; planner operations and the ip command lines they equal.
 import { addressArgs } from '../../failover/addresses';
-import {
-  addrBytes, AF_INET, AF_INET6, attr, cstr, decodeRuleHdr, decodeRtMsg, encodeIfAddrMsg, encodeRtMsg, encodeRuleHdr, FRA, IFA, NLM_F, parseAttrs, readAddr, RTA, RTM, RtnlDecodeError, u32,
-} from '../../failover/netlink/codec';
+import { attr, cstr, parseAttrs, u32 } from '../../failover/netlink/attrs';
+import { NetlinkDecodeError } from '../../failover/netlink/decode-error';
+import { addrBytes, AF_INET, AF_INET6, readAddr } from '../../failover/netlink/ip-address';
+import { NLM_F } from '../../failover/netlink/message';
+import { decodeRuleHdr, decodeRtMsg, encodeIfAddrMsg, encodeRtMsg, encodeRuleHdr, FRA, IFA, RTA, RTM } from '../../failover/netlink/rtnl-codec';
 import { describeNotification, KernelWatch, WATCH_GROUPS, type KernelInterest } from '../../failover/netlink/kernel-watch';
 import { decodeAddress, encodeAddressOp, NetlinkAddressesKernel } from '../../failover/netlink/rtnl-addresses';
 import { decodeRoute, decodeRule, encodeRouteOp, encodeRule, NetlinkRoutesKernel } from '../../failover/netlink/rtnl-routes';
-import { RtnlRequestError, type Rtnl, type RtnlMessage } from '../../failover/netlink/socket';
+import { RtnlRequestError, type Rtnl, type RtnlMessage } from '../../failover/netlink/rtnl-socket';
 import { PlanRoutesKernel } from '../../failover/plan-kernels';
 import { opCommand, planRoutes, RoutesDriver, type RoutesOp } from '../../failover/routes';
 import { KernelNetlinkError, KernelParseError, KernelUnavailableError } from '../../failover/types';
@@ -28,7 +30,7 @@ describe('attributes', () => {
   it('rejects a length running past the message, with the attribute type and offset', () => {
     const bad = attr(5, u32(1));
     bad.writeUInt16LE(40, 0);
-    expect(() => parseAttrs(bad)).toThrow(new RtnlDecodeError('attribute type 5 at byte 0 has length 40 (message has 8 left)'));
+    expect(() => parseAttrs(bad)).toThrow(new NetlinkDecodeError('attribute type 5 at byte 0 has length 40 (message has 8 left)'));
     expect(() => parseAttrs(Buffer.from([8, 0]))).toThrow(/attribute header truncated at byte 0/);
   });
   it('addresses: text ↔ bytes, IPv6 compressed like iproute2', () => {
@@ -82,7 +84,7 @@ describe('rule messages (struct fib_rule_hdr + FRA_*)', () => {
   });
   it('a malformed attribute names the rule', () => {
     const m = Buffer.concat([rulehdr({}), attr(FRA.PRIORITY, u32(500)), attr(FRA.FWMARK, Buffer.from([1, 0]))]);
-    expect(() => decodeRule(m, 4)).toThrow('rule at priority 500: FRA_FWMARK has 2 bytes, want 4');
+    expect(() => decodeRule(m, 4)).toThrow('rule at priority 500: FRA_FWMARK: expected 4 bytes, got 2');
     expect(() => decodeRule(Buffer.concat([rulehdr({ family: AF_INET6 })]), 4)).toThrow('family 10, want 2');
   });
   it('encodes add/del selectors (prefix lengths in the header, names, invert, table > 255)', () => {
