@@ -1,7 +1,7 @@
 // Kernel errnos (a netlink ack carries one, negated) by name and text.
 import { getSystemErrorMap, getSystemErrorName } from 'node:util';
 
-/** errno 17 → { code: 'EEXIST', text: 'file already exists' }; an errno Node does not know → "errno N". */
+/** 17 → { code: 'EEXIST', text: 'file already exists' }; one libuv does not know → "Unknown system error -N"; 0 or less → "errno N". */
 export function errnoText(errno: number): { code: string; text: string } {
   try {
     const code = getSystemErrorName(-errno);
