@@ -90,7 +90,6 @@ function sized(b: Buffer, n: number, what: string): Buffer {
   if (b.length !== n) throw new NetlinkDecodeError(`${what}: expected ${n} bytes, got ${b.length}`);
   return b;
 }
-export const getU8 = (b: Buffer, what: string) => sized(b, 1, what).readUInt8(0);
 export const getU16 = (b: Buffer, what: string) => sized(b, 2, what).readUInt16LE(0);
 export const getU32 = (b: Buffer, what: string) => sized(b, 4, what).readUInt32LE(0);
 /** A port or other __be16. */
