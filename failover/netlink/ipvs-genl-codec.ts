@@ -1,23 +1,11 @@
 // The IPVS generic netlink family (linux/ip_vs.h, "IPVS" version 1): requests for typed changes and dumps,
 // and the kernel's service / destination replies decoded into the shapes `ipvsadm -Sn` gives the driver.
-import { canonicalIPv6, fwmarkKey, type IpvsRealServer, type IpvsService } from '../ipvs';
+import { fwmarkKey, type IpvsRealServer, type IpvsService } from '../ipvs';
 import type { IpvsOp } from '../ipvs-ops';
-import {
-  NetlinkDecodeError,
-  attr,
-  genlHeader,
-  getString,
-  getU16,
-  getU16be,
-  getU32,
-  need,
-  nestAttr,
-  parseAttrs,
-  parseGenl,
-  stringAttr,
-  u16Attr,
-  u32Attr,
-} from './genl-codec';
+import { attr, attrMap, getU16, getU16be, getU32, need, nestAttr, readAsciiName, stringAttr, u16Attr, u32Attr } from './attrs';
+import { NetlinkDecodeError } from './decode-error';
+import { genlHeader, parseGenl } from './genl-codec';
+import { addrBytes, AF_INET, AF_INET6, readAddr } from './ip-address';
 
 export const IPVS_GENL_NAME = 'IPVS';
 export const IPVS_GENL_VERSION = 1;
@@ -28,8 +16,6 @@ const CMD_ATTR_DEST = 2;
 const SVC = { AF: 1, PROTOCOL: 2, ADDR: 3, PORT: 4, FWMARK: 5, SCHED_NAME: 6, FLAGS: 7, TIMEOUT: 8, NETMASK: 9, PE_NAME: 11 } as const;
 const DEST = { ADDR: 1, PORT: 2, FWD_METHOD: 3, WEIGHT: 4, U_THRESH: 5, L_THRESH: 6, ADDR_FAMILY: 11 } as const;
 
-const AF_INET = 2;
-const AF_INET6 = 10;
 const IP_VS_SVC_F_PERSISTENT = 0x1;
 const IP_VS_SVC_F_ONEPACKET = 0x4;
 const SCHED1 = 0x8;
@@ -74,35 +60,25 @@ export function schedFlagNames(scheduler: string, bits: number): string[] {
 }
 
 /** 16 bytes (union nf_inet_addr) for an IPv4 or IPv6 address. */
-export function addrBytes(address: string): Buffer {
+function nfInetAddr(address: string): Buffer {
   const b = Buffer.alloc(16);
-  if (!address.includes(':')) {
-    address.split('.').forEach((o, i) => b.writeUInt8(Number(o), i));
-    return b;
-  }
-  const [head = '', tail = ''] = address.split('::');
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = address.includes('::') ? [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t] : h;
-  groups.forEach((g, i) => b.writeUInt16BE(parseInt(g, 16), i * 2));
+  addrBytes(address).copy(b);
   return b;
 }
 
 function addrText(b: Buffer, af: number, what: string): string {
   if (af === AF_INET) {
-    if (b.length !== 4 && b.length !== 16) throw new NetlinkDecodeError(what, `IPv4 address of ${b.length} bytes`);
-    return [...b.subarray(0, 4)].join('.');
+    if (b.length !== 4 && b.length !== 16) throw new NetlinkDecodeError(`${what}: IPv4 address of ${b.length} bytes`);
+    return readAddr({ type: 0, value: b.subarray(0, 4) }, AF_INET, what);
   }
-  if (b.length !== 16) throw new NetlinkDecodeError(what, `IPv6 address of ${b.length} bytes`);
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(b.readUInt16BE(i).toString(16));
-  return canonicalIPv6(groups.join(':'));
+  if (b.length !== 16) throw new NetlinkDecodeError(`${what}: IPv6 address of ${b.length} bytes`);
+  return readAddr({ type: 0, value: b }, AF_INET6, what);
 }
 
 function familyOf(af: number, what: string): boolean {
   if (af === AF_INET) return false;
   if (af === AF_INET6) return true;
-  throw new NetlinkDecodeError(what, `address family ${af} is neither AF_INET nor AF_INET6`);
+  throw new NetlinkDecodeError(`${what}: address family ${af} is neither AF_INET nor AF_INET6`);
 }
 
 // --- requests ---
@@ -123,7 +99,7 @@ const request = (cmd: number, attrs: readonly Buffer[]): IpvsRequest => ({ cmd, 
 /**
  * The request for one change, as ipvsadm (libipvs) sends it: a full service (scheduler, flags with mask ~0,
  * timeout 0, the default netmask) or a full destination (direct routing, port 0, no thresholds).
- * Throws RangeError for a change that cannot be encoded (checked before anything is sent).
+ * Throws for a change that cannot be encoded (checked before anything is sent).
  */
 export function encodeOp(op: IpvsOp): IpvsRequest {
   const svc = fwmarkService(op.fwmark, op.ipv6);
@@ -143,7 +119,7 @@ export function encodeOp(op: IpvsOp): IpvsRequest {
     case 'edit-dest':
     case 'del-dest': {
       if (op.address.includes(':') !== op.ipv6) throw new RangeError(`real server ${op.address} is not an ${op.ipv6 ? 'IPv6' : 'IPv4'} address`);
-      const id = [u16Attr(DEST.ADDR_FAMILY, op.ipv6 ? AF_INET6 : AF_INET), attr(DEST.ADDR, addrBytes(op.address)), u16Attr(DEST.PORT, 0)];
+      const id = [u16Attr(DEST.ADDR_FAMILY, op.ipv6 ? AF_INET6 : AF_INET), attr(DEST.ADDR, nfInetAddr(op.address)), u16Attr(DEST.PORT, 0)];
       if (op.kind === 'del-dest') return request(IPVS_CMD.DEL_DEST, [nestAttr(CMD_ATTR_SERVICE, svc), nestAttr(CMD_ATTR_DEST, id)]);
       const dest = [...id, u32Attr(DEST.FWD_METHOD, IP_VS_CONN_F_DROUTE), u32Attr(DEST.WEIGHT, op.weight), u32Attr(DEST.U_THRESH, 0), u32Attr(DEST.L_THRESH, 0)];
       return request(op.kind === 'add-dest' ? IPVS_CMD.NEW_DEST : IPVS_CMD.SET_DEST, [nestAttr(CMD_ATTR_SERVICE, svc), nestAttr(CMD_ATTR_DEST, dest)]);
@@ -171,7 +147,7 @@ export interface DecodedService {
 export function decodeService(data: Buffer): DecodedService {
   const what = 'IPVS service';
   const { attrs } = parseGenl(data, what);
-  const a = parseAttrs(need(parseAttrs(attrs, what), CMD_ATTR_SERVICE, `${what}: IPVS_CMD_ATTR_SERVICE`), what);
+  const a = attrMap(need(attrMap(attrs, what), CMD_ATTR_SERVICE, `${what}: IPVS_CMD_ATTR_SERVICE`), what);
   const afBuf = need(a, SVC.AF, `${what}: IPVS_SVC_ATTR_AF`);
   const ipv6 = familyOf(getU16(afBuf, `${what}: IPVS_SVC_ATTR_AF`), `${what}: IPVS_SVC_ATTR_AF`);
   const markBuf = a.get(SVC.FWMARK);
@@ -197,9 +173,9 @@ export function decodeService(data: Buffer): DecodedService {
     key = `-${p[0]} ${ipv6 ? `[${addr}]` : addr}:${port}`;
     identity = [attr(SVC.AF, afBuf), attr(SVC.PROTOCOL, protoBuf), attr(SVC.ADDR, addrBuf), attr(SVC.PORT, portBuf)];
   }
-  const scheduler = getString(need(a, SVC.SCHED_NAME, `${what} ${key}: IPVS_SVC_ATTR_SCHED_NAME`), `${what} ${key}: IPVS_SVC_ATTR_SCHED_NAME`);
+  const scheduler = readAsciiName(need(a, SVC.SCHED_NAME, `${what} ${key}: IPVS_SVC_ATTR_SCHED_NAME`), `${what} ${key}: IPVS_SVC_ATTR_SCHED_NAME`);
   const flagsBuf = need(a, SVC.FLAGS, `${what} ${key}: IPVS_SVC_ATTR_FLAGS`);
-  if (flagsBuf.length !== 8) throw new NetlinkDecodeError(`${what} ${key}: IPVS_SVC_ATTR_FLAGS`, `expected struct ip_vs_flags (8 bytes), got ${flagsBuf.length}`);
+  if (flagsBuf.length !== 8) throw new NetlinkDecodeError(`${what} ${key}: IPVS_SVC_ATTR_FLAGS: expected struct ip_vs_flags (8 bytes), got ${flagsBuf.length}`);
   const bits = flagsBuf.readUInt32LE(0);
   // What `ipvsadm -Sn` prints besides -s and -b, so that the planner sees the same options.
   const extra: string[] = [];
@@ -211,13 +187,13 @@ export function decodeService(data: Buffer): DecodedService {
     if (m !== netmaskOf(ipv6)) extra.push('-M', ipv6 ? String(m) : [0, 1, 2, 3].map((i) => (m >>> (8 * i)) & 0xff).join('.'));
   }
   const pe = a.get(SVC.PE_NAME);
-  if (pe) extra.push('--pe', getString(pe, `${what} ${key}: IPVS_SVC_ATTR_PE_NAME`));
+  if (pe) extra.push('--pe', readAsciiName(pe, `${what} ${key}: IPVS_SVC_ATTR_PE_NAME`));
   if (bits & IP_VS_SVC_F_ONEPACKET) extra.push('-o');
   const service: IpvsService = { key, protocol, fwmark, ipv6, scheduler, flags: schedFlagNames(scheduler, bits), extra, realServers: [] };
   return { service, identity };
 
   function failService(reason: string): never {
-    throw new NetlinkDecodeError(what, reason);
+    throw new NetlinkDecodeError(`${what}: ${reason}`);
   }
 }
 
@@ -234,7 +210,7 @@ const FORWARDING: Record<number, string> = { 0: 'm', 1: 'g', 2: 'i', 3: 'g' }; /
 export function decodeDest(data: Buffer, serviceIpv6: boolean, serviceKey: string): DecodedDest {
   const what = `IPVS real server of ${serviceKey}`;
   const { attrs } = parseGenl(data, what);
-  const a = parseAttrs(need(parseAttrs(attrs, what), CMD_ATTR_DEST, `${what}: IPVS_CMD_ATTR_DEST`), what);
+  const a = attrMap(need(attrMap(attrs, what), CMD_ATTR_DEST, `${what}: IPVS_CMD_ATTR_DEST`), what);
   const afBuf = a.get(DEST.ADDR_FAMILY); // absent before Linux 4.3: the service's family
   const ipv6 = afBuf ? familyOf(getU16(afBuf, `${what}: IPVS_DEST_ATTR_ADDR_FAMILY`), `${what}: IPVS_DEST_ATTR_ADDR_FAMILY`) : serviceIpv6;
   const address = addrText(need(a, DEST.ADDR, `${what}: IPVS_DEST_ATTR_ADDR`), ipv6 ? AF_INET6 : AF_INET, `${what}: IPVS_DEST_ATTR_ADDR`);
@@ -254,6 +230,6 @@ export function decodeDest(data: Buffer, serviceIpv6: boolean, serviceKey: strin
   return { address, port, realServer: { target, forwarding, weight, extra } };
 
   function failDest(reason: string): never {
-    throw new NetlinkDecodeError(what, reason);
+    throw new NetlinkDecodeError(`${what}: ${reason}`);
   }
 }

@@ -6,49 +6,20 @@
 // and __ip_vs_update_dest() adds with list_add_rcu(&dest->n_list, &svc->destinations) (at the head). So the
 // dump is newest first, like /proc/net/ip_vs, and its reverse is the insertion order the driver speaks of:
 // no second source is needed.
-import { getSystemErrorName } from 'node:util';
 import type { IpvsKernelState, IpvsService } from '../ipvs';
 import { describeIpvsOp, formatIpvsOp, type IpvsApplied, type IpvsKernel, type IpvsOp } from '../ipvs-ops';
 import { formatCommand } from '../runner';
 import { DriverInputError, KernelCommandError, KernelParseError, KernelRejectedError, KernelUnavailableError } from '../types';
-import { GENL_ID_CTRL, NLMSG_ERROR, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkDecodeError, getFamilyRequest, parseErrno, parseFamilyId } from './genl-codec';
+import { NetlinkDecodeError } from './decode-error';
+import { errnoText } from './errno';
+import { GENL_ID_CTRL, getFamilyRequest, parseFamilyId } from './genl-codec';
+import { openGenlTransport, type GenlMessage, type GenlTransport } from './genl-socket';
 import { IPVS_CMD, IPVS_GENL_NAME, decodeDest, decodeService, dumpDestsRequest, dumpServicesRequest, encodeOp, type DecodedDest, type IpvsRequest } from './ipvs-genl-codec';
+import { NLM_F, NLMSG, parseErrno } from './message';
+import { SerialQueue } from './serial-queue';
 
 const DRIVER = 'ipvs';
 const ENOENT = 2;
-
-/** A netlink message as the socket delivers it: header fields and payload. */
-export interface GenlMessage {
-  readonly type: number;
-  readonly flags: number;
-  readonly data: Buffer;
-}
-
-/** One request on a generic netlink socket. */
-export interface GenlTransport {
-  /** Resolves with the reply: a dump's messages (DONE left out), a reply message, or the NLMSG_ERROR ack. */
-  request(type: number, flags: number, payload: Buffer): Promise<GenlMessage[]>;
-  close(): void;
-}
-
-/** A generic netlink socket of the `netlink` addon; rejects when the addon cannot load here. */
-export async function openGenlTransport(timeoutMs: number): Promise<GenlTransport> {
-  // Loaded here, not at module load: where the addon is missing the CLI still starts and IPVS falls back to
-  // ipvsadm. require, not import(): the lab VM's loader runs the bundle in a vm.Script without import().
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { createGenericNetlink } = require('netlink') as typeof import('netlink');
-  const socket = createGenericNetlink().socket;
-  // An 'error' event without a listener would end the process; the pending request times out instead.
-  socket.on('error', () => undefined);
-  return {
-    async request(type, flags, payload) {
-      // The addon adds NLM_F_REQUEST | NLM_F_ACK; checkError false hands us the NLMSG_ERROR to decode.
-      const [msgs] = await socket.request(type, [payload], { flags: flags & ~(NLM_F_REQUEST | NLM_F_ACK), checkError: false, timeout: timeoutMs });
-      return msgs.map((m) => ({ type: m.type, flags: m.flags, data: m.data }));
-    },
-    close: () => socket.close(),
-  };
-}
 
 /** Like ipvsadm's ipvs_strerror(): what an errno means for each kind of change. */
 function hintFor(kind: IpvsOp['kind'] | 'read', code: string): string {
@@ -61,14 +32,6 @@ function hintFor(kind: IpvsOp['kind'] | 'read', code: string): string {
     case 'EINVAL': return 'Invalid operation: wrong module version, address not unicast, or mixed address families';
     case 'EAFNOSUPPORT': return 'Operation not supported with this address family';
     default: return '';
-  }
-}
-
-function errnoName(errno: number): string {
-  try {
-    return getSystemErrorName(-errno);
-  } catch {
-    return `errno ${errno}`;
   }
 }
 
@@ -93,20 +56,20 @@ export interface IpvsGenlOptions {
 export class IpvsGenlKernel implements IpvsKernel {
   private transport: Promise<GenlTransport> | null = null;
   private family: number | null = null;
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
 
   constructor(private readonly opts: IpvsGenlOptions = {}) {}
 
   read(): Promise<IpvsKernelState> {
-    return this.serial(async () => {
+    return this.queue.run(async () => {
       const family = await this.familyId();
       const services: IpvsService[] = [];
       const order = new Map<string, string[]>();
-      const listed = await this.call(family, dumpServicesRequest(), NLM_F_DUMP, 'IPVS services', 'list', 'read');
+      const listed = await this.call(family, dumpServicesRequest(), NLM_F.DUMP, 'IPVS services', 'list', 'read');
       for (const m of listed) {
         const d = this.decode('IPVS_CMD_GET_SERVICE', m, () => decodeService(this.payloadOf(m, family, IPVS_CMD.NEW_SERVICE)));
         const label = `service ${d.service.key}`;
-        const destMsgs = await this.call(family, dumpDestsRequest(d), NLM_F_DUMP, label, 'list real servers', 'read');
+        const destMsgs = await this.call(family, dumpDestsRequest(d), NLM_F.DUMP, label, 'list real servers', 'read');
         // The dump is the kernel's list order (newest first): see the top of this file.
         const dests = destMsgs.map((dm) => this.decode(`IPVS_CMD_GET_DEST ${d.service.key}`, dm, () => decodeDest(this.payloadOf(dm, family, IPVS_CMD.NEW_DEST), d.service.ipv6, d.service.key)));
         services.push({ ...d.service, realServers: [...dests].sort(byAddress).map((x) => x.realServer) });
@@ -117,7 +80,7 @@ export class IpvsGenlKernel implements IpvsKernel {
   }
 
   apply(ops: readonly IpvsOp[]): Promise<IpvsApplied> {
-    return this.serial(async () => {
+    return this.queue.run(async () => {
       // Encode every change first: one that cannot be sent stops the batch before the kernel sees any.
       const requests = ops.map((op) => {
         try {
@@ -143,12 +106,6 @@ export class IpvsGenlKernel implements IpvsKernel {
     this.transport = null;
   }
 
-  private serial<T>(f: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(f, f);
-    this.queue = run.catch(() => undefined);
-    return run;
-  }
-
   private socket(): Promise<GenlTransport> {
     if (!this.transport) {
       const open = this.opts.open ?? (() => openGenlTransport(this.opts.timeoutMs ?? 5000));
@@ -166,15 +123,15 @@ export class IpvsGenlKernel implements IpvsKernel {
     const t = await this.socket();
     let replies: GenlMessage[];
     try {
-      replies = await t.request(GENL_ID_CTRL, NLM_F_REQUEST | NLM_F_ACK, getFamilyRequest(IPVS_GENL_NAME));
+      replies = await t.request(GENL_ID_CTRL, NLM_F.REQUEST | NLM_F.ACK, getFamilyRequest(IPVS_GENL_NAME));
     } catch (e) {
       throw new KernelCommandError(DRIVER, 'CTRL_CMD_GETFAMILY IPVS', `generic netlink controller: ${(e as Error).message}`, e);
     }
     const first = replies[0];
-    if (first && first.type === NLMSG_ERROR) {
+    if (first && first.type === NLMSG.ERROR) {
       const errno = this.decode('CTRL_CMD_GETFAMILY IPVS', first, () => parseErrno(first.data, 'controller error'));
       if (errno === ENOENT) throw new KernelUnavailableError(DRIVER, 'IPVS not available in this kernel: modprobe ip_vs (generic netlink family "IPVS" not found)');
-      throw new KernelRejectedError(DRIVER, 'generic netlink family IPVS', 'resolve', errno, errnoName(errno));
+      throw new KernelRejectedError(DRIVER, 'generic netlink family IPVS', 'resolve', errno, errnoText(errno).code);
     }
     if (!first || first.type !== GENL_ID_CTRL) throw new KernelParseError(DRIVER, 'CTRL_CMD_GETFAMILY IPVS', '', `expected the controller's reply, got ${first ? `message type ${first.type}` : 'nothing'}`);
     this.family = this.decode('CTRL_CMD_GETFAMILY IPVS', first, () => parseFamilyId(first.data));
@@ -187,23 +144,23 @@ export class IpvsGenlKernel implements IpvsKernel {
     const cmd = CMD_NAME[req.cmd] ?? `IPVS command ${req.cmd}`;
     let replies: GenlMessage[];
     try {
-      replies = await t.request(family, NLM_F_REQUEST | NLM_F_ACK | flags, req.payload);
+      replies = await t.request(family, NLM_F.REQUEST | NLM_F.ACK | flags, req.payload);
     } catch (e) {
       this.family = null;
       throw new KernelCommandError(DRIVER, cmd, `${object}: ${action}: ${(e as Error).message}${progress ? ` (${progress})` : ''}`, e);
     }
-    const err = replies.find((m) => m.type === NLMSG_ERROR);
+    const err = replies.find((m) => m.type === NLMSG.ERROR);
     if (!err) return replies;
     const errno = this.decode(cmd, err, () => parseErrno(err.data, `${cmd} error`));
     if (errno === 0) return replies.filter((m) => m !== err);
     this.family = null; // a module reload gives the family a new id
-    const hint = [hintFor(kind, errnoName(errno)), progress].filter((x) => x).join('; ');
-    throw new KernelRejectedError(DRIVER, object, action, errno, errnoName(errno), hint);
+    const hint = [hintFor(kind, errnoText(errno).code), progress].filter((x) => x).join('; ');
+    throw new KernelRejectedError(DRIVER, object, action, errno, errnoText(errno).code, hint);
   }
 
   private payloadOf(m: GenlMessage, family: number, cmd: number): Buffer {
-    if (m.type !== family) throw new NetlinkDecodeError('IPVS reply', `message type ${m.type}, expected the IPVS family ${family}`);
-    if (m.data[0] !== cmd) throw new NetlinkDecodeError('IPVS reply', `command ${m.data[0]}, expected ${CMD_NAME[cmd]}`);
+    if (m.type !== family) throw new NetlinkDecodeError(`IPVS reply: message type ${m.type}, expected the IPVS family ${family}`);
+    if (m.data[0] !== cmd) throw new NetlinkDecodeError(`IPVS reply: command ${m.data[0]}, expected ${CMD_NAME[cmd]}`);
     return m.data;
   }
 

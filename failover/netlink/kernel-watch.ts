@@ -1,11 +1,14 @@
 // Drift from kernel notifications: rtnetlink multicast for routes, rules, addresses and links, filtered down to the
 // objects this node manages, reported as "a managed object may have changed" (the caller requests a reconcile).
 import { isIPv6 } from 'node:net';
-import { decodeRtMsg, decodeRuleHdr, FRA, parseAttrs, readU32, RTM, RTNLGRP, RtnlDecodeError, AF_INET6 } from './codec';
+import { getU32, parseAttrs } from './attrs';
+import { NetlinkDecodeError } from './decode-error';
+import { AF_INET6 } from './ip-address';
+import { decodeRtMsg, decodeRuleHdr, FRA, RTM, RTNLGRP } from './rtnl-codec';
 import { decodeAddress } from './rtnl-addresses';
 import { decodeLink } from './rtnl-links';
 import { routeTableOf } from './rtnl-routes';
-import type { Rtnl, RtnlMessage } from './socket';
+import type { Rtnl, RtnlMessage } from './rtnl-socket';
 
 /** What this node manages; read at each notification (it may follow the config). */
 export interface KernelInterest {
@@ -42,7 +45,7 @@ export function describeNotification(m: RtnlMessage, interest: KernelInterest): 
       case RTM.DELRULE: {
         const v6 = decodeRuleHdr(m.data).family === AF_INET6;
         const p = parseAttrs(m.data, 12).find((a) => a.type === FRA.PRIORITY);
-        const prio = p ? readU32(p, 'FRA_PRIORITY') : 0;
+        const prio = p ? getU32(p.value, 'FRA_PRIORITY') : 0;
         return interest.rulePriorities.has(prio) ? `rule ${verb(m.type)} at priority ${prio} (${v6 ? 'IPv6' : 'IPv4'})` : null;
       }
       case RTM.NEWADDR:
@@ -60,7 +63,7 @@ export function describeNotification(m: RtnlMessage, interest: KernelInterest): 
     }
   } catch (e) {
     // A notification we cannot read might be about one of ours: reconcile rather than guess.
-    if (e instanceof RtnlDecodeError) return `undecodable notification (type ${m.type}: ${e.message})`;
+    if (e instanceof NetlinkDecodeError) return `undecodable notification (type ${m.type}: ${e.message})`;
     throw e;
   }
 }

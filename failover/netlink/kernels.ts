@@ -3,7 +3,7 @@ import type { AddressesKernel } from '../addresses';
 import type { RoutesKernel } from '../routes';
 import { NetlinkAddressesKernel } from './rtnl-addresses';
 import { NetlinkRoutesKernel } from './rtnl-routes';
-import { sharedRtnl, type Rtnl } from './socket';
+import { sharedRtnl, type Rtnl } from './rtnl-socket';
 
 export interface NetlinkKernels {
   readonly rtnl: Rtnl;

@@ -3,22 +3,26 @@ import { isIPv6 } from 'node:net';
 import { addressArgs, split, type AddressesKernel, type AddressOp, type KernelAddress } from '../addresses';
 import { formatCommand } from '../runner';
 import { KernelNetlinkError, KernelParseError, KernelUnavailableError } from '../types';
-import { addrBytes, AF_INET, AF_INET6, attr, decodeIfAddrMsg, encodeIfAddrMsg, familyOf, IFA, IFA_F_NODAD, NLM_F, parseAttrs, readAddr, RTM, RtnlDecodeError } from './codec';
+import { attr, parseAttrs } from './attrs';
+import { NetlinkDecodeError } from './decode-error';
+import { addrBytes, AF_INET, AF_INET6, familyOf, readAddr } from './ip-address';
+import { NLM_F } from './message';
+import { decodeIfAddrMsg, encodeIfAddrMsg, IFA, IFA_F_NODAD, RTM } from './rtnl-codec';
 import { linkIndex } from './rtnl-links';
-import { RtnlRequestError, type Rtnl } from './socket';
+import { RtnlRequestError, type Rtnl } from './rtnl-socket';
 
 const DRIVER = 'addresses';
 
 /** An address message (RTM_NEWADDR): its interface index and the address as `ip -j addr show` gives it. */
 export function decodeAddress(data: Buffer): { index: number; address: KernelAddress } {
   const h = decodeIfAddrMsg(data);
-  if (h.family !== AF_INET && h.family !== AF_INET6) throw new RtnlDecodeError(`interface index ${h.index}: address family ${h.family}`);
+  if (h.family !== AF_INET && h.family !== AF_INET6) throw new NetlinkDecodeError(`interface index ${h.index}: address family ${h.family}`);
   const max = h.family === AF_INET ? 32 : 128;
-  if (h.prefixlen > max) throw new RtnlDecodeError(`interface index ${h.index}: prefix length ${h.prefixlen} > ${max}`);
+  if (h.prefixlen > max) throw new NetlinkDecodeError(`interface index ${h.index}: prefix length ${h.prefixlen} > ${max}`);
   const attrs = parseAttrs(data, 8);
   // IFA_LOCAL is the interface's own address (differs from IFA_ADDRESS on point-to-point links); IPv6 has only IFA_ADDRESS.
   const a = attrs.find((x) => x.type === IFA.LOCAL) ?? attrs.find((x) => x.type === IFA.ADDRESS);
-  if (!a) throw new RtnlDecodeError(`interface index ${h.index}: address message without IFA_LOCAL or IFA_ADDRESS`);
+  if (!a) throw new NetlinkDecodeError(`interface index ${h.index}: address message without IFA_LOCAL or IFA_ADDRESS`);
   const local = readAddr(a, h.family, `interface index ${h.index}: address`);
   return { index: h.index, address: { family: h.family === AF_INET ? 'inet' : 'inet6', local, prefixlen: h.prefixlen } };
 }
@@ -64,7 +68,7 @@ export class NetlinkAddressesKernel implements AddressesKernel {
         if (decodeIfAddrMsg(m.data).index !== index) return;
         d = decodeAddress(m.data);
       } catch (e) {
-        if (!(e instanceof RtnlDecodeError)) throw e;
+        if (!(e instanceof NetlinkDecodeError)) throw e;
         throw new KernelParseError(DRIVER, `rtnetlink address dump (RTM_GETADDR) for ${dev}`, m.data.toString('hex'), `${dev}: ${e.message}`, i + 1);
       }
       out.push(d.address);
@@ -86,7 +90,7 @@ export class NetlinkAddressesKernel implements AddressesKernel {
 
   private typed(e: unknown, driver: string, object: string, command: string): unknown {
     if (e instanceof RtnlRequestError) return new KernelNetlinkError(driver, object, e.code, command, e.message);
-    if (e instanceof RtnlDecodeError) return new KernelParseError(driver, command, '', `${object}: ${e.message}`);
+    if (e instanceof NetlinkDecodeError) return new KernelParseError(driver, command, '', `${object}: ${e.message}`);
     return e;
   }
 }

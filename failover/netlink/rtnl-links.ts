@@ -1,12 +1,15 @@
 // Interface names ↔ indexes over rtnetlink (routes carry an index, `ip` commands and wants carry names).
-import { attr, cstr, decodeIfInfoIndex, encodeIfInfoMsg, IFINFOMSG_LEN, IFLA_IFNAME, NLM_F, parseAttrs, readString, RTM, RtnlDecodeError } from './codec';
-import type { Rtnl } from './socket';
+import { parseAttrs, readString, stringAttr } from './attrs';
+import { NetlinkDecodeError } from './decode-error';
+import { NLM_F } from './message';
+import { decodeIfInfoIndex, encodeIfInfoMsg, IFINFOMSG_LEN, IFLA_IFNAME, RTM } from './rtnl-codec';
+import type { Rtnl } from './rtnl-socket';
 
 /** The name of a link message (RTM_NEWLINK), with its index. */
 export function decodeLink(data: Buffer): { index: number; name: string | undefined } {
   const index = decodeIfInfoIndex(data);
   const a = parseAttrs(data, IFINFOMSG_LEN).find((x) => x.type === IFLA_IFNAME);
-  return { index, name: a ? readString(a) : undefined };
+  return { index, name: a ? readString(a.value) : undefined };
 }
 
 /** Every link's name by index (one dump). */
@@ -22,8 +25,8 @@ export async function readLinkNames(rtnl: Rtnl): Promise<Map<number, string>> {
 
 /** The index of interface `name` (one request); rejects with RtnlRequestError ENODEV when there is none. */
 export async function linkIndex(rtnl: Rtnl, name: string): Promise<number> {
-  const reply = await rtnl.request(RTM.GETLINK, 0, Buffer.concat([encodeIfInfoMsg(), attr(IFLA_IFNAME, cstr(name))]));
+  const reply = await rtnl.request(RTM.GETLINK, 0, Buffer.concat([encodeIfInfoMsg(), stringAttr(IFLA_IFNAME, name)]));
   const m = reply.find((x) => x.type === RTM.NEWLINK);
-  if (!m) throw new RtnlDecodeError(`no link message in the answer about interface ${name}`);
+  if (!m) throw new NetlinkDecodeError(`no link message in the answer about interface ${name}`);
   return decodeLink(m.data).index;
 }

@@ -1,10 +1,13 @@
 // RoutesKernel over rtnetlink: rules and routes read by dump, each operation one request.
+import { attr, getU32, parseAttrs, readString, stringAttr, u32Attr, type Attr } from './attrs';
+import { NetlinkDecodeError } from './decode-error';
+import { addrBytes, AF_INET, AF_INET6, readAddr } from './ip-address';
+import { NLM_F } from './message';
 import {
-  addrBytes, AF_INET, AF_INET6, attr, cstr, decodeRtMsg, decodeRuleHdr, encodeRtMsg, encodeRuleHdr, FIB_RULE_INVERT, FR_ACT_TO_TBL, FRA,
-  NLM_F, parseAttrs, readAddr, readString, readU32, ROUTE_TYPES, RT_SCOPE, RTA, RTM, RTN, RTPROT_BOOT, RULE_ACTIONS, RtnlDecodeError, u32, type Attr,
-} from './codec';
+  decodeRtMsg, decodeRuleHdr, encodeRtMsg, encodeRuleHdr, FIB_RULE_INVERT, FR_ACT_TO_TBL, FRA, ROUTE_TYPES, RT_SCOPE, RTA, RTM, RTN, RTPROT_BOOT, RULE_ACTIONS,
+} from './rtnl-codec';
 import { linkIndex, readLinkNames } from './rtnl-links';
-import { RtnlRequestError, type Rtnl } from './socket';
+import { RtnlRequestError, type Rtnl } from './rtnl-socket';
 import { hostOrPrefix, normPrefix, FAMILIES, opCommand, type Family, type KernelRoute, type KernelRule, type RoutesKernel, type RoutesKernelState, type RoutesOp, type RuleSpec } from '../routes';
 import { KernelNetlinkError, KernelParseError } from '../types';
 
@@ -29,32 +32,32 @@ function prefixText(addr: string, len: number, family: Family): string {
 export function routeTableOf(data: Buffer): number {
   const h = decodeRtMsg(data);
   const a = parseAttrs(data, 12).find((x) => x.type === RTA.TABLE);
-  return a ? readU32(a, 'RTA_TABLE') : h.table;
+  return a ? getU32(a.value, 'RTA_TABLE') : h.table;
 }
 
 /** A route message (RTM_NEWROUTE) of `family`: its table and the route as the `ip -j` parser would give it. */
 export function decodeRoute(data: Buffer, family: Family, names: ReadonlyMap<number, string>): { table: number; route: KernelRoute } {
   const h = decodeRtMsg(data);
-  if (h.family !== afOf(family)) throw new RtnlDecodeError(`family ${h.family}, want ${afOf(family)}`);
+  if (h.family !== afOf(family)) throw new NetlinkDecodeError(`family ${h.family}, want ${afOf(family)}`);
   const attrs = parseAttrs(data, 12);
   const one = (t: number) => attrs.find((a) => a.type === t);
   const tableAttr = one(RTA.TABLE);
-  const table = tableAttr ? readU32(tableAttr, 'RTA_TABLE') : h.table;
+  const table = tableAttr ? getU32(tableAttr.value, 'RTA_TABLE') : h.table;
   const dstAttr = one(RTA.DST);
   const maxLen = FAMILIES[family].hostLen;
-  if (h.dstLen > maxLen) throw new RtnlDecodeError(`table ${table}: prefix length ${h.dstLen} > ${maxLen}`);
+  if (h.dstLen > maxLen) throw new NetlinkDecodeError(`table ${table}: prefix length ${h.dstLen} > ${maxLen}`);
   const dstAddr = dstAttr ? readAddr(dstAttr, h.family, `table ${table}: RTA_DST`) : family === 4 ? '0.0.0.0' : '::';
   const what = `table ${table}: route ${prefixText(dstAddr, h.dstLen, family)}`;
   const gw = one(RTA.GATEWAY);
   const via = one(RTA.VIA);
   let gateway = gw ? readAddr(gw, h.family, `${what}: RTA_GATEWAY`) : undefined;
   if (!gateway && via) {
-    if (via.value.length < 2) throw new RtnlDecodeError(`${what}: RTA_VIA has ${via.value.length} bytes`);
+    if (via.value.length < 2) throw new NetlinkDecodeError(`${what}: RTA_VIA has ${via.value.length} bytes`);
     const viaFamily = via.value.readUInt16LE(0);
     gateway = `${viaFamily === AF_INET6 ? 'inet6' : 'inet'} ${readAddr({ type: RTA.VIA, value: via.value.subarray(2) }, viaFamily, `${what}: RTA_VIA`)}`;
   }
   const oif = one(RTA.OIF);
-  const index = oif ? readU32(oif, `${what}: RTA_OIF`) : undefined;
+  const index = oif ? getU32(oif.value, `${what}: RTA_OIF`) : undefined;
   const prio = one(RTA.PRIORITY);
   return {
     table,
@@ -64,7 +67,7 @@ export function decodeRoute(data: Buffer, family: Family, names: ReadonlyMap<num
       dstText: prefixText(dstAddr, h.dstLen, family),
       gateway,
       dev: index === undefined ? undefined : names.get(index) ?? `if${index}`,
-      metric: prio ? readU32(prio, `${what}: RTA_PRIORITY`) : 0,
+      metric: prio ? getU32(prio.value, `${what}: RTA_PRIORITY`) : 0,
       multipath: one(RTA.MULTIPATH) !== undefined,
     },
   };
@@ -73,25 +76,25 @@ export function decodeRoute(data: Buffer, family: Family, names: ReadonlyMap<num
 /** A rule message (RTM_NEWRULE) of `family`, as the `ip -j rule show` parser would give it. */
 export function decodeRule(data: Buffer, family: Family): KernelRule {
   const h = decodeRuleHdr(data);
-  if (h.family !== afOf(family)) throw new RtnlDecodeError(`family ${h.family}, want ${afOf(family)}`);
+  if (h.family !== afOf(family)) throw new NetlinkDecodeError(`family ${h.family}, want ${afOf(family)}`);
   const attrs = parseAttrs(data, 12);
   const one = (t: number): Attr | undefined => attrs.find((a) => a.type === t);
   const p = one(FRA.PRIORITY);
-  const priority = p ? readU32(p, 'FRA_PRIORITY') : 0;
+  const priority = p ? getU32(p.value, 'FRA_PRIORITY') : 0;
   const what = `rule at priority ${priority}`;
   const num = (t: number, name: string) => {
     const a = one(t);
-    return a ? readU32(a, `${what}: ${name}`) : undefined;
+    return a ? getU32(a.value, `${what}: ${name}`) : undefined;
   };
   const prefix = (t: number, len: number, name: string) => {
     const a = one(t);
     if (!a) return undefined;
-    if (len > FAMILIES[family].hostLen) throw new RtnlDecodeError(`${what}: ${name} prefix length ${len}`);
+    if (len > FAMILIES[family].hostLen) throw new NetlinkDecodeError(`${what}: ${name} prefix length ${len}`);
     return hostOrPrefix(`${readAddr(a, h.family, `${what}: ${name}`)}/${len}`, FAMILIES[family]);
   };
   const str = (t: number) => {
     const a = one(t);
-    return a ? readString(a) : undefined;
+    return a ? readString(a.value) : undefined;
   };
   const other = attrs.filter((a) => !KNOWN_FRA.has(a.type) && !isUnsetSuppressor(a)).map((a) => FRA_NAMES[a.type] ?? `attribute ${a.type}`);
   if (h.tos) other.push('tos');
@@ -114,7 +117,7 @@ export function decodeRule(data: Buffer, family: Family): KernelRule {
 /** RTM_NEWRULE / RTM_DELRULE payload for `rule`. */
 export function encodeRule(rule: RuleSpec, family: Family): Buffer {
   const f = FAMILIES[family];
-  const parts: Buffer[] = [attr(FRA.PRIORITY, u32(rule.priority))];
+  const parts: Buffer[] = [u32Attr(FRA.PRIORITY, rule.priority)];
   const prefix = (p: string | undefined, type: number): number => {
     if (p === undefined) return 0;
     const [ip = '', len] = normPrefix(p, f).split('/');
@@ -123,21 +126,21 @@ export function encodeRule(rule: RuleSpec, family: Family): Buffer {
   };
   const srcLen = prefix(rule.from, FRA.SRC);
   const dstLen = prefix(rule.to, FRA.DST);
-  if (rule.fwmark !== undefined) parts.push(attr(FRA.FWMARK, u32(rule.fwmark)));
-  if (rule.fwmask !== undefined) parts.push(attr(FRA.FWMASK, u32(rule.fwmask)));
-  if (rule.iif !== undefined) parts.push(attr(FRA.IIFNAME, cstr(rule.iif)));
-  if (rule.oif !== undefined) parts.push(attr(FRA.OIFNAME, cstr(rule.oif)));
+  if (rule.fwmark !== undefined) parts.push(u32Attr(FRA.FWMARK, rule.fwmark));
+  if (rule.fwmask !== undefined) parts.push(u32Attr(FRA.FWMASK, rule.fwmask));
+  if (rule.iif !== undefined) parts.push(stringAttr(FRA.IIFNAME, rule.iif));
+  if (rule.oif !== undefined) parts.push(stringAttr(FRA.OIFNAME, rule.oif));
   let action = 0;
   let table = 0;
   if (rule.action !== undefined) {
     const n = Object.entries(RULE_ACTIONS).find(([, name]) => name === rule.action)?.[0];
-    if (n === undefined) throw new RtnlDecodeError(`rule action "${rule.action}" has no rtnetlink encoding`);
+    if (n === undefined) throw new NetlinkDecodeError(`rule action "${rule.action}" has no rtnetlink encoding`);
     action = Number(n);
   } else if (rule.table !== undefined) {
-    if (typeof rule.table !== 'number') throw new RtnlDecodeError(`rule table "${rule.table}" is a name, not a number`);
+    if (typeof rule.table !== 'number') throw new NetlinkDecodeError(`rule table "${rule.table}" is a name, not a number`);
     action = FR_ACT_TO_TBL;
     table = rule.table;
-    parts.push(attr(FRA.TABLE, u32(table)));
+    parts.push(u32Attr(FRA.TABLE, table));
   }
   const hdr = encodeRuleHdr({ family: afOf(family), dstLen, srcLen, tos: 0, table: table < 256 ? table : 0, action, flags: rule.not ? FIB_RULE_INVERT : 0 });
   return Buffer.concat([hdr, ...parts]);
@@ -147,20 +150,20 @@ export function encodeRule(rule: RuleSpec, family: Family): Buffer {
 export function encodeRouteOp(op: Extract<RoutesOp, { op: 'route-replace' | 'route-del' }>, family: Family, oif: number | undefined): Buffer {
   const [ip = '', len = '0'] = normPrefix(op.dst, FAMILIES[family]).split('/');
   const dstLen = Number(len);
-  const parts: Buffer[] = [attr(RTA.TABLE, u32(op.table))];
+  const parts: Buffer[] = [u32Attr(RTA.TABLE, op.table)];
   if (dstLen > 0) parts.push(attr(RTA.DST, addrBytes(ip)));
   let hdr: Buffer;
   if (op.op === 'route-replace') {
     if (op.via) parts.push(attr(RTA.GATEWAY, addrBytes(op.via)));
-    if (oif !== undefined) parts.push(attr(RTA.OIF, u32(oif)));
+    if (oif !== undefined) parts.push(u32Attr(RTA.OIF, oif));
     const local = op.type === 'local';
     const scope = local ? RT_SCOPE.HOST : op.via ? RT_SCOPE.UNIVERSE : RT_SCOPE.LINK;
     hdr = encodeRtMsg({ family: afOf(family), dstLen, srcLen: 0, tos: 0, table: op.table < 256 ? op.table : 0, protocol: RTPROT_BOOT, scope, type: local ? RTN.LOCAL : RTN.UNICAST, flags: 0 });
   } else {
-    if (op.metric) parts.push(attr(RTA.PRIORITY, u32(op.metric)));
+    if (op.metric) parts.push(u32Attr(RTA.PRIORITY, op.metric));
     // Like `ip route del`: type only when not unicast, any protocol, scope "nowhere" (matches every scope).
     const type = op.type === 'unicast' ? 0 : ROUTE_TYPES.indexOf(op.type);
-    if (type < 0) throw new RtnlDecodeError(`route type "${op.type}" has no rtnetlink encoding`);
+    if (type < 0) throw new NetlinkDecodeError(`route type "${op.type}" has no rtnetlink encoding`);
     hdr = encodeRtMsg({ family: afOf(family), dstLen, srcLen: 0, tos: 0, table: op.table < 256 ? op.table : 0, protocol: 0, scope: RT_SCOPE.NOWHERE, type, flags: 0 });
   }
   return Buffer.concat([hdr, ...parts]);
@@ -182,7 +185,7 @@ export class NetlinkRoutesKernel implements RoutesKernel {
       try {
         return fn();
       } catch (e) {
-        if (!(e instanceof RtnlDecodeError)) throw e;
+        if (!(e instanceof NetlinkDecodeError)) throw e;
         throw new KernelParseError(driver, command, data.toString('hex'), e.message, i + 1);
       }
     };
@@ -226,7 +229,7 @@ export class NetlinkRoutesKernel implements RoutesKernel {
       return await fn();
     } catch (e) {
       if (e instanceof RtnlRequestError) throw new KernelNetlinkError(driver, object, e.code, command, e.message);
-      if (e instanceof RtnlDecodeError) throw new KernelParseError(driver, command, '', `${object}: ${e.message}`);
+      if (e instanceof NetlinkDecodeError) throw new KernelParseError(driver, command, '', `${object}: ${e.message}`);
       throw e;
     }
   }

@@ -1,8 +1,10 @@
 import { Actuator } from '../../failover/actuator';
 import { IpvsDriver, planIpvs, type IpvsKernelState, type IpvsWant } from '../../failover/ipvs';
 import { formatIpvsOp, type IpvsApplied, type IpvsKernel, type IpvsOp } from '../../failover/ipvs-ops';
-import { NetlinkDecodeError, parseAttrs } from '../../failover/netlink/genl-codec';
-import { IpvsGenlKernel, type GenlMessage, type GenlTransport } from '../../failover/netlink/ipvs-genl';
+import { attrMap } from '../../failover/netlink/attrs';
+import { NetlinkDecodeError } from '../../failover/netlink/decode-error';
+import type { GenlMessage, GenlTransport } from '../../failover/netlink/genl-socket';
+import { IpvsGenlKernel } from '../../failover/netlink/ipvs-genl';
 import { decodeDest, decodeService, encodeOp, schedFlagBits, schedFlagNames } from '../../failover/netlink/ipvs-genl-codec';
 import { FakeRunner } from '../../failover/runner';
 import { ManualTimers } from '../../failover/timers';
@@ -57,7 +59,7 @@ describe('IPVS generic netlink codec', () => {
   it('encodes a service with its scheduler flags, mask ~0, timeout 0 and the family\'s default netmask', () => {
     const req = encodeOp({ kind: 'edit-service', fwmark: 6, ipv6: true, scheduler: 'mh', flags: ['mh-port', 'mh-fallback'] });
     expect(req.cmd).toBe(2);
-    const svc = parseAttrs(parseAttrs(req.payload.subarray(4), 'req').get(1)!, 'svc');
+    const svc = attrMap(attrMap(req.payload.subarray(4), 'req').get(1)!, 'svc');
     expect([...svc.keys()]).toEqual([1, 5, 6, 7, 8, 9]);
     expect(svc.get(1)!.readUInt16LE(0)).toBe(10);
     expect(svc.get(6)!.toString()).toBe('mh\0');
@@ -101,7 +103,7 @@ describe('IPVS generic netlink codec', () => {
     const shortMark = genl(1, tlv(1, Buffer.concat([tlv(1, le16(2)), tlv(5, le16(1))])));
     expect(() => decodeService(shortMark)).toThrow('IPVS service: IPVS_SVC_ATTR_FWMARK: expected 4 bytes, got 2');
     const truncated = fwmarkServiceReply(1, 2, 'sh', 8).subarray(0, 30);
-    expect(() => decodeService(truncated)).toThrow(/attribute 1 at byte 0 has length \d+, but 26 bytes are left/);
+    expect(() => decodeService(truncated)).toThrow(/^IPVS service: attribute type 1 at byte 0 has length \d+ \(message has 26 left\)$/);
     const badAf = genl(1, tlv(1, Buffer.concat([tlv(1, le16(7)), tlv(5, le32(1))])));
     expect(() => decodeService(badAf)).toThrow(/address family 7 is neither AF_INET nor AF_INET6/);
     const unterminated = genl(1, tlv(1, Buffer.concat([tlv(1, le16(2)), tlv(5, le32(1)), tlv(6, Buffer.from('sh'))])));
@@ -229,7 +231,7 @@ describe('IpvsGenlKernel', () => {
     const t = new FakeGenl((type, cmd, payload) => {
       if (type === 16) return familyReply();
       if (cmd === 4) return [msg(fwmarkServiceReply(1, 2, 'sh', 0xa)), msg(fwmarkServiceReply(6, 10, 'mh', 0x2))];
-      const mark = parseAttrs(parseAttrs(payload.subarray(4), 'req').get(1)!, 'svc').get(5)!.readUInt32LE(0);
+      const mark = attrMap(attrMap(payload.subarray(4), 'req').get(1)!, 'svc').get(5)!.readUInt32LE(0);
       // Added .12, .11, .13: the kernel list (and the dump) is .13, .11, .12.
       return mark === 1 ? [msg(destReply(v4('10.1.0.13'), 2, 100)), msg(destReply(v4('10.1.0.11'), 2, 0)), msg(destReply(v4('10.1.0.12'), 2, 100))] : [];
     });

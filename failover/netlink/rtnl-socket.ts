@@ -1,7 +1,10 @@
 // rtnetlink for the whole process (the `netlink` N-API addon): one socket for requests, each with a deadline, and one
 // for notifications.
-import { getSystemErrorMap, getSystemErrorName } from 'node:util';
 import type { NetlinkSocket } from 'netlink/dist/netlink';
+import { createAddonSocket, NETLINK_ROUTE } from './addon';
+import { errnoText } from './errno';
+import { NLMSG, parseErrno } from './message';
+import { SerialQueue } from './serial-queue';
 
 /** One message of a reply or a notification: nlmsg_type, the sender's port, the payload after the header. */
 export interface RtnlMessage {
@@ -28,19 +31,6 @@ export interface Rtnl {
   close(): void;
 }
 
-const NLMSG_ERROR = 2;
-const NLMSG_DONE = 3;
-const NETLINK_ROUTE = 0;
-
-export function errnoText(errno: number): { code: string; text: string } {
-  try {
-    const code = getSystemErrorName(-errno);
-    return { code, text: getSystemErrorMap().get(-errno)?.[1] ?? code };
-  } catch {
-    return { code: `errno ${errno}`, text: `errno ${errno}` };
-  }
-}
-
 type Open = () => NetlinkSocket;
 
 /**
@@ -49,7 +39,7 @@ type Open = () => NetlinkSocket;
  */
 class AddonRtnl implements Rtnl {
   private closed = false;
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
   private readonly sock: NetlinkSocket;
   private notify: NetlinkSocket | null = null;
 
@@ -64,9 +54,7 @@ class AddonRtnl implements Rtnl {
   }
 
   request(type: number, flags: number, payload: Buffer): Promise<RtnlMessage[]> {
-    const next = this.queue.then(() => this.send(type, flags, payload));
-    this.queue = next.catch(() => undefined);
-    return next;
+    return this.queue.run(() => this.send(type, flags, payload));
   }
 
   private async send(type: number, flags: number, payload: Buffer): Promise<RtnlMessage[]> {
@@ -82,10 +70,14 @@ class AddonRtnl implements Rtnl {
     }
     const out: RtnlMessage[] = [];
     for (const m of msgs) {
-      if (m.type === NLMSG_DONE) continue;
-      if (m.type === NLMSG_ERROR) {
-        if (m.data.length < 4) throw new RtnlRequestError('EBADMSG', 74, 'truncated netlink error message');
-        const errno = -m.data.readInt32LE(0);
+      if (m.type === NLMSG.DONE) continue;
+      if (m.type === NLMSG.ERROR) {
+        let errno: number;
+        try {
+          errno = parseErrno(m.data, 'rtnetlink error');
+        } catch {
+          throw new RtnlRequestError('EBADMSG', 74, 'truncated netlink error message');
+        }
         if (errno === 0) continue;
         const { code, text } = errnoText(errno);
         throw new RtnlRequestError(code, errno, text);
@@ -129,12 +121,8 @@ class AddonRtnl implements Rtnl {
 /** A new rtnetlink socket, or why there is none (the addon did not load, no netlink in this sandbox). */
 export function openRtnl(timeoutMs: number): { rtnl: Rtnl } | { error: string } {
   try {
-    // Loaded on first use: `sandwich --version` and the exec fallback never pay for the addon. Only the socket
-    // layer: the package index also loads every family's generated structs (≈ 4× the time, +7 MB RSS).
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const nl = require('netlink/dist/netlink') as typeof import('netlink/dist/netlink');
     // Not referenced: an idle socket does not keep a CLI process alive. 1 MiB for notification bursts; send: default (0).
-    return { rtnl: new AddonRtnl(() => nl.createNetlink(NETLINK_ROUTE, { ref: false, recvBufferSize: 1 << 20, sendBufferSize: 0 }), timeoutMs) };
+    return { rtnl: new AddonRtnl(() => createAddonSocket(NETLINK_ROUTE, { ref: false, recvBufferSize: 1 << 20, sendBufferSize: 0 }), timeoutMs) };
   } catch (e) {
     return { error: `rtnetlink unavailable: ${e instanceof Error ? e.message : String(e)}` };
   }
