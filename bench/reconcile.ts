@@ -108,6 +108,8 @@ interface VariantResult {
   readsPerChange: number;
   writesPerChange: number;
   perTool: Record<string, number>;
+  /** Mean time per change spent in each driver (its own durationMs). */
+  perDriverMs: Record<string, number>;
   floorP50: number;
   rssMb: number;
 }
@@ -137,6 +139,7 @@ async function measure(role: Role, firewalls: number, changes: number, kernel: K
   let reads = 0;
   let writes = 0;
   const tools = new Map<string, number>();
+  const drivers = new Map<string, number>();
   for (let i = 0; i < changes; i++) {
     // Odd changes: fwK back up; even: fwK down.
     const k = Math.floor(i / 2) % firewalls;
@@ -152,11 +155,13 @@ async function measure(role: Role, firewalls: number, changes: number, kernel: K
     reads += runner.reads;
     writes += runner.writes;
     for (const [tool, n] of runner.byTool) tools.set(tool, (tools.get(tool) ?? 0) + n);
+    for (const x of r.results) drivers.set(x.driver, (drivers.get(x.driver) ?? 0) + x.durationMs);
   }
   act.close();
   return {
     kernel, times, readsPerChange: reads / changes, writesPerChange: writes / changes, commandsPerChange: (reads + writes) / changes,
-    perTool: Object.fromEntries([...tools].map(([t, n]) => [t, n / changes])), floorP50: pct(floor, 0.5), rssMb: process.memoryUsage().rss / 2 ** 20,
+    perTool: Object.fromEntries([...tools].map(([t, n]) => [t, n / changes])),
+    perDriverMs: Object.fromEntries([...drivers].map(([d, ms]) => [d, ms / changes])), floorP50: pct(floor, 0.5), rssMb: process.memoryUsage().rss / 2 ** 20,
   };
 }
 
@@ -201,11 +206,11 @@ async function main(): Promise<void> {
     }
     load.push(loadavg()[0]!);
     console.log(`\n${role} node, ${firewalls} firewalls, ${changes} changes per mode, load average ${load.map((x) => x.toFixed(2)).join(' → ')}`);
-    console.log(`\n| kernel access | p50 | p99 | max | processes per change (reads + changes) | per tool per change | one trivial process (p50) | bench process RSS |`);
-    console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
+    console.log(`\n| kernel access | p50 | p99 | max | processes per change (reads + changes) | per tool per change | mean ms per change by driver | one trivial process (p50) | bench process RSS |`);
+    console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
     for (const r of results) {
       console.log(`| ${r.kernel} | ${f(pct(r.times, 0.5))} ms | ${f(pct(r.times, 0.99))} ms | ${f(Math.max(...r.times))} ms | ${f(r.commandsPerChange)} (${f(r.readsPerChange)} + ${f(r.writesPerChange)}) | ` +
-        `${Object.entries(r.perTool).map(([t, n]) => `${t} ${f(n)}`).join(', ') || 'none'} | ${f(r.floorP50)} ms | ${f(r.rssMb, 0)} MB |`);
+        `${Object.entries(r.perTool).map(([t, n]) => `${t} ${f(n)}`).join(', ') || 'none'} | ${Object.entries(r.perDriverMs).map(([d, ms]) => `${d} ${f(ms)}`).join(', ')} | ${f(r.floorP50)} ms | ${f(r.rssMb, 0)} MB |`);
     }
     const [a, b] = results;
     if (a && b) console.log(`\np99 ${a.kernel} ÷ ${b.kernel}: ${f(pct(a.times, 0.99) / pct(b.times, 0.99))}×; p50: ${f(pct(a.times, 0.5) / pct(b.times, 0.5))}×`);

@@ -1,6 +1,6 @@
 // The one way this program runs external commands: execFile (no shell), a deadline, typed errors.
 import { execFile, spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { createInterface } from 'node:readline';
 
@@ -41,6 +41,8 @@ export interface CommandRunner {
   run(file: string, args: readonly string[], opts?: RunOptions): Promise<CommandResult>;
   /** A file (a /proc file of the runner's network namespace) without an exec; runners without it get `cat`. */
   readFile?(path: string): Promise<string>;
+  /** Writes a /proc/sys file of the runner's network namespace without an exec; runners without it get `sysctl -w`. */
+  writeFile?(path: string, data: string): Promise<void>;
 }
 
 export class CommandError extends Error {
@@ -77,6 +79,10 @@ export class ExecRunner implements CommandRunner {
 
   readFile(path: string): Promise<string> {
     return readFile(path, { encoding: 'utf8', signal: AbortSignal.timeout(this.defaultTimeoutMs) });
+  }
+
+  writeFile(path: string, data: string): Promise<void> {
+    return writeFile(path, data, { encoding: 'utf8', signal: AbortSignal.timeout(this.defaultTimeoutMs) });
   }
 
   run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<CommandResult> {

@@ -67,6 +67,21 @@ export async function readSysctls(runner: CommandRunner, keys: readonly string[]
   return new Map(keys.map((k, i) => [k, norm(lines[i]!)]));
 }
 
+/** Writes the values: to /proc/sys where the runner can write files, else one `sysctl -w k=v …`. */
+async function writeSysctls(runner: CommandRunner, values: readonly (readonly [string, string])[], args: readonly string[]): Promise<void> {
+  const writeFile = runner.writeFile?.bind(runner);
+  if (!writeFile) {
+    await runFor(DRIVER, runner, 'sysctl', args);
+    return;
+  }
+  for (const [k, v] of values) {
+    await writeFile(sysctlPath(k), `${v}\n`).catch((e: unknown) => {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw unavailable(k);
+      throw wrapCommandError(DRIVER, 'sysctl', ['-w', `${k}=${v}`], e);
+    });
+  }
+}
+
 function unavailable(key: string): KernelUnavailableError {
   const dotted = key.replace(/\//g, '.');
   return new KernelUnavailableError(DRIVER, `${DRIVER}: kernel has no parameter ${dotted}${dotted.startsWith('net.ipv4.vs.') ? ' (IPVS not loaded: modprobe ip_vs)' : ''}`);
@@ -90,8 +105,9 @@ export class SysctlDriver {
     const commands: string[] = [];
     if (changing.length) {
       const args = ['-w', ...changing.map((k) => `${k}=${norm(want[k]!)}`)];
+      // Listed as the `sysctl -w` it equals; written to /proc/sys directly where the runner can (no process).
       commands.push(formatCommand('sysctl', args));
-      await runFor(DRIVER, this.runner, 'sysctl', args);
+      await writeSysctls(this.runner, changing.map((k) => [k, norm(want[k]!)] as const), args);
       if (this.opts.verify ?? true) {
         const again = await readSysctls(this.runner, keys);
         const left = diff(again);

@@ -236,6 +236,31 @@ describe('SysctlDriver', () => {
     delete files['/proc/sys/net/ipv4/vs/sloppy_tcp'];
     await expect(d.reconcile(want)).rejects.toThrow('sysctl: kernel has no parameter net.ipv4.vs.sloppy_tcp (IPVS not loaded: modprobe ip_vs)');
   });
+  it('writes /proc/sys without an exec where the runner can write files; lists the sysctl -w it equals', async () => {
+    const files: Record<string, string> = { '/proc/sys/net/ipv4/ip_forward': '0\n', '/proc/sys/net/ipv4/ip_local_port_range': '32768\t60999\n' };
+    const written: string[] = [];
+    const r = Object.assign(new FakeRunner(() => ''), {
+      readFile: async (path: string) => {
+        if (!(path in files)) throw Object.assign(new Error(`ENOENT: no such file or directory, open '${path}'`), { code: 'ENOENT' });
+        return files[path]!;
+      },
+      writeFile: async (path: string, data: string) => {
+        if (!(path in files)) throw Object.assign(new Error(`ENOENT: no such file or directory, open '${path}'`), { code: 'ENOENT' });
+        written.push(`${path} ${JSON.stringify(data)}`);
+        files[path] = data;
+      },
+    });
+    const d = new SysctlDriver(r);
+    const res = await d.reconcile({ 'net.ipv4.ip_forward': '1', 'net.ipv4.ip_local_port_range': '1024 65000' });
+    expect(res.commands).toEqual(['sysctl -w net.ipv4.ip_forward=1 \'net.ipv4.ip_local_port_range=1024 65000\'']);
+    expect(written).toEqual(['/proc/sys/net/ipv4/ip_forward "1\\n"', '/proc/sys/net/ipv4/ip_local_port_range "1024 65000\\n"']);
+    expect(r.calls).toEqual([]);
+    // A key the read found but the write cannot: named, not a raw ENOENT.
+    files['/proc/sys/net/ipv4/vs/sloppy_tcp'] = '0\n';
+    const write = r.writeFile;
+    r.writeFile = async (path: string, data: string) => (path.endsWith('/sloppy_tcp') ? Promise.reject(Object.assign(new Error('ENOENT'), { code: 'ENOENT' })) : write(path, data));
+    await expect(d.reconcile({ 'net.ipv4.vs.sloppy_tcp': '1' })).rejects.toThrow('sysctl: kernel has no parameter net.ipv4.vs.sloppy_tcp (IPVS not loaded: modprobe ip_vs)');
+  });
 });
 
 describe('routes', () => {
