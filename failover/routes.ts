@@ -260,20 +260,8 @@ export interface RoutesKernelState {
   readonly tables: Map<number, KernelRoute[]>;
 }
 
-/** A rule as a selector list (for `rule add` a want, for `rule del` a rule read from the kernel). */
-export interface RuleSpec {
-  readonly priority: number;
-  readonly from?: string;
-  readonly to?: string;
-  readonly fwmark?: number;
-  readonly fwmask?: number;
-  readonly iif?: string;
-  readonly oif?: string;
-  readonly not?: boolean;
-  readonly table?: number | string;
-  /** Not "lookup": unreachable, blackhole, prohibit, goto, nop. */
-  readonly action?: string;
-}
+/** A rule as a selector list (for `rule add` a want, for `rule del` a rule read from the kernel); `action`: not "lookup" (unreachable, blackhole, prohibit, goto, nop). */
+export type RuleSpec = Omit<KernelRule, 'not' | 'other'> & { readonly not?: boolean };
 
 /** One change, in apply order; each equals one `ip [-6] …` command line (opArgs). */
 export type RoutesOp =
