@@ -70,9 +70,9 @@ describe('NodeController (in-memory store)', () => {
   });
 
   /** lb1 leading with the VIPs, lb2 running with healthy probes: a switchover target. */
-  async function leaderAndTarget(store: MemoryStore) {
-    const a = makeNode(store, 'lb1');
-    const b = makeNode(store, 'lb2');
+  async function leaderAndTarget(store: MemoryStore, cfg: Config = config()) {
+    const a = makeNode(store, 'lb1', { config: cfg });
+    const b = makeNode(store, 'lb2', { config: cfg });
     running.push(a.node, b.node);
     await a.node.start();
     await until(() => a.actuator.last()?.holdsVips === true);
@@ -327,13 +327,7 @@ describe('NodeController (in-memory store)', () => {
     // A long switchoverTimeoutMs: the old code made the former leader wait it out after its resignation.
     const longWait = parseConfig(yaml.replace('decideIntervalMs: 50', 'decideIntervalMs: 50\n  switchoverTimeoutMs: 60000'));
     const store = new MemoryStore();
-    const a = makeNode(store, 'lb1', { config: longWait });
-    const b = makeNode(store, 'lb2', { config: longWait });
-    running.push(a.node, b.node);
-    await a.node.start();
-    await until(() => a.actuator.last()?.holdsVips === true);
-    await b.node.start();
-    for (const fw of ['fw1', 'fw2']) b.prober().report(fw, 'path-http', 'up');
+    const { a, b } = await leaderAndTarget(store, longWait);
     await requestSwitchover(longWait, store, 'ingress', 'lb2', 'test', 3000);
     await until(() => b.node.isLeader);
     await b.node.stop('gone');
