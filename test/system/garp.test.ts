@@ -73,6 +73,7 @@ function readPcap(file: string): Frame[] {
   for (let o = 24; o + 16 <= b.length;) {
     const t = b.readUInt32LE(o) * 1000 + b.readUInt32LE(o + 4) / 1000;
     const len = b.readUInt32LE(o + 8);
+    if (o + 16 + len > b.length) break;   // a record still being written
     const f = b.subarray(o + 16, o + 16 + len);
     o += 16 + len;
     const fr: Frame = { t, dst: mac(f.subarray(0, 6)), src: mac(f.subarray(6, 12)), type: f.readUInt16BE(12) };
@@ -106,7 +107,7 @@ beforeAll(async () => {
   ].join('\n');
   await sh.run('ip', ['-n', P, '-batch', '-'], { input: `${batch}\n` });
   await sh.run('ip', ['-n', S, '-batch', '-'], { input: 'link set lo up\nlink set s0 up\n' });
-  tcpdump = spawn('ip', ['netns', 'exec', P, 'tcpdump', '-i', 'p0', '-n', '-U', '-s', '256', '--time-stamp-precision=micro', '-w', pcap, 'arp or icmp6'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  tcpdump = spawn('ip', ['netns', 'exec', P, 'tcpdump', '-i', 'p0', '-n', '-U', '--immediate-mode', '-s', '256', '--time-stamp-precision=micro', '-w', pcap, 'arp or icmp6'], { stdio: ['ignore', 'ignore', 'pipe'] });
   await new Promise<void>((res, rej) => {
     let err = '';
     const t = setTimeout(() => rej(new Error(`tcpdump did not start: ${err}`)), 10_000);
@@ -141,7 +142,13 @@ describe('gratuitous ARP and unsolicited NA from the controller, on the wire', (
     runs = await sender({ runs: RUNS, first: FIRST, count: 1, mode: 'packet' });
     arping = await sender({ runs: ARPING_RUNS, first: ARPING_FIRST, count: 1, mode: 'arping' });
     v4only = await sender({ runs: ARPING_RUNS, first: V4ONLY_FIRST, count: 1, mode: 'packet', v4only: true });
-    await new Promise((res) => setTimeout(res, 500));
+    // Stop the capture once every announced VIP's frame is in the file (or after 10 s: the test then names what is missing).
+    const expected = [SPACED, ...runs.map((r) => r.i), ...arping.map((r) => r.i), ...v4only.map((r) => r.i)].map((i) => `192.0.2.${i}`);
+    for (const until = Date.now() + 10_000; Date.now() < until;) {
+      const seen = new Set(readPcap(pcap).map((f) => f.arp?.spa));
+      if (expected.every((ip) => seen.has(ip))) break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
     const exited = new Promise((res) => tcpdump!.once('exit', res));
     tcpdump!.kill('SIGINT');
     await exited;
@@ -205,6 +212,7 @@ describe('gratuitous ARP and unsolicited NA from the controller, on the wire', (
       toNa.push(na!.t - r.decisionAt!);
       callToArp.push(arp!.t - r.callAt);
     }
+    for (const r of [...arping, ...v4only]) expect([r.v4, arpFor(r.v4).length > 0]).toEqual([r.v4, true]);
     const arpingCall = arping.map((r) => arpFor(r.v4)[0]!.t - r.callAt);
     const packetCall = v4only.map((r) => arpFor(r.v4)[0]!.t - r.callAt);
     const f = (xs: number[]) => `p50 ${pct(xs, 50).toFixed(2)} ms, p99 ${pct(xs, 99).toFixed(2)} ms, max ${Math.max(...xs).toFixed(2)} ms`;
